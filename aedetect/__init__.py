@@ -1,0 +1,7 @@
+"""aedetect: outlier detection with autoencoders, as scikit-learn estimators."""
+
+from .ae import AEDetector
+
+__version__ = "0.1.0"
+
+__all__ = ["AEDetector"]

@@ -1,0 +1,631 @@
+"""The scikit-learn outlier-detector contract and the one training loop.
+
+:class:`BaseAutoencoderDetector` owns everything that is the same for every detector:
+parameter validation, the numpy/pandas <-> tensor boundary, scaling, device choice,
+seeding, the mini-batch loop with early stopping, batched scoring and thresholds.
+A detector (``ae.py``, ``vae.py``, ``aae.py``) contributes only:
+
+- ``_build(input_shape) -> torch.nn.Module``: its network (built on the CPU);
+- ``_train_step(x, target, y) -> dict`` of detached loss tensors (key ``"loss"`` is the
+  total), updating the weights through ``self._optimize(loss)`` or its own optimizers;
+- ``_score_batch(x) -> Tensor`` of shape ``(n,)``: higher means more normal;
+- ``_encode_batch(x) -> Tensor`` of shape ``(n, latent_dim)``: the latent code.
+
+Model files never validate input or move data between devices; this file never knows
+which model it trains.
+"""
+
+import copy
+import math
+import time
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    OutlierMixin,
+    TransformerMixin,
+    _fit_context,
+)
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from . import networks
+from .thresholds import contamination_offset
+
+#: Bytes of activations one scoring chunk may use (inputs, hidden layers, outputs).
+SCORING_MEMORY_BUDGET = 64 * 2**20
+
+
+def resolve_device(device):
+    """``"auto"`` -> cuda, then mps, then cpu; any other string must name an available device."""
+    if isinstance(device, str) and device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", torch.cuda.current_device())
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"device={device!r} is not a valid torch device; use 'auto', 'cpu', 'cuda', "
+            "'cuda:N' or 'mps'."
+        ) from exc
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={device!r} was requested but CUDA is not available; "
+                             "use device='auto' or 'cpu'.")
+        if resolved.index is None:
+            resolved = torch.device("cuda", torch.cuda.current_device())
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={device!r} was requested but MPS is not available; "
+                         "use device='auto' or 'cpu'.")
+    return resolved
+
+
+def _batches(perm, batch_size):
+    """Split a permutation into index batches; a trailing batch of one row joins the
+    previous batch, so batch norm always sees at least two rows."""
+    batches = list(torch.split(perm, batch_size))
+    if len(batches) > 1 and batches[-1].numel() == 1:
+        batches[-2] = torch.cat(batches[-2:])
+        batches.pop()
+    return batches
+
+
+class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin,
+                              BaseEstimator):
+    """Base class of the autoencoder detectors. Not for direct use.
+
+    See :class:`aedetect.AEDetector` for the parameters shared by every detector.
+    """
+
+    _parameter_constraints = {
+        "hidden_layer_sizes": ["array-like", None],
+        "latent_dim": [Interval(Integral, 1, None, closed="left"), None],
+        "activation": [StrOptions(set(networks.ACTIVATIONS))],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "batch_norm": ["boolean"],
+        "architecture": [StrOptions(set(networks.ARCHITECTURES))],
+        "image_shape": [tuple, list, None],
+        "conv_channels": [tuple, list],
+        "scaling": [StrOptions({"auto", "standard", "minmax"}), None],
+        "noise": [Interval(Real, 0, None, closed="left"), None],
+        "noise_type": [StrOptions({"gaussian", "mask"})],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "contamination": [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")],
+        "device": [str, torch.device],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "callbacks": [list, tuple, None],
+    }
+
+    # ------------------------------------------------------------------ fit
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Fit the autoencoder on ``X`` and set the threshold ``offset_``.
+
+        Parameters
+        ----------
+        X : {array-like, DataFrame} of shape (n_samples, n_features)
+            Training data, assumed mostly normal.
+        y : ignored
+            Not used, present for API consistency (see ``AAEDetector(conditional=True)``).
+
+        Returns
+        -------
+        self : object
+            The fitted detector.
+        """
+        X = self._validate_input(X, reset=True)
+        y = self._validate_target(y, X.shape[0])
+        self._check_structure(X)
+        device = resolve_device(self.device)
+        rng = check_random_state(self.random_state)
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+        saved_state = dict(self.__dict__)
+        callbacks = list(self.callbacks or [])
+        error = None
+        try:
+            fork_devices = [device.index] if device.type == "cuda" else []
+            with torch.random.fork_rng(devices=fork_devices):
+                torch.manual_seed(seed)
+                for callback in callbacks:
+                    _call(callback, "on_fit_begin", self, X)
+                self._fit(X, y, device, rng, callbacks)
+        except BaseException as exc:
+            error = exc
+            self.__dict__.clear()
+            self.__dict__.update(saved_state)
+            raise
+        finally:
+            self.__dict__.pop("_optimizers", None)
+            for callback in callbacks:
+                _call(callback, "on_fit_end", self, error)
+        return self
+
+    def _fit(self, X, y, device, rng, callbacks):
+        self.device_ = device
+        self._fit_scaler(X)
+        X_scaled = self._scale(X)
+        train_idx, val_idx = self._split(X.shape[0], rng)
+        X_train = torch.as_tensor(X_scaled[train_idx], device=device)
+        X_val = torch.as_tensor(X_scaled[val_idx], device=device) if val_idx is not None else None
+        y_train = None if y is None else torch.as_tensor(y[train_idx], device=device)
+        self._clip_low = X_train.amin(dim=0)
+        self._clip_high = X_train.amax(dim=0)
+        self.module_ = self._build(self.input_shape_).to(device)
+        self._optimizers = self._make_optimizers(self.module_)
+        self._train(X_train, y_train, X_val, callbacks)
+        self.module_.eval()
+        self.offset_ = contamination_offset(self._score(X), self.contamination)
+
+    def _train(self, X_train, y_train, X_val, callbacks):
+        self.history_ = []
+        best_loss, best_state, no_improvement = np.inf, None, 0
+        epochs = range(1, self.max_iter + 1)
+        if self.verbose:
+            from tqdm.auto import tqdm
+
+            epochs = tqdm(epochs, desc=type(self).__name__, unit="epoch")
+        for epoch in epochs:
+            record = self._run_epoch(epoch, X_train, y_train, X_val)
+            self.history_.append(record)
+            watched = record["val_loss"] if X_val is not None else record["loss"]
+            if watched < best_loss - self.tol:
+                best_loss, no_improvement = watched, 0
+                self.best_epoch_ = epoch
+                if X_val is not None:
+                    best_state = copy.deepcopy(self.module_.state_dict())
+            else:
+                no_improvement += 1
+            if self.verbose:
+                epochs.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k != "epoch"})
+            for callback in callbacks:
+                _call(callback, "on_epoch_end", self, record)
+            if no_improvement >= self.n_iter_no_change:
+                break
+        self.n_iter_ = len(self.history_)
+        self.best_loss_ = float(best_loss)
+        self.loss_curve_ = [record["loss"] for record in self.history_]
+        if best_state is not None:
+            self.module_.load_state_dict(best_state)
+
+    def _run_epoch(self, epoch, X_train, y_train, X_val):
+        start = time.perf_counter()
+        self.module_.train()
+        n_train = X_train.shape[0]
+        perm = torch.randperm(n_train, device=X_train.device)
+        totals = {}
+        for idx in _batches(perm, self.batch_size):
+            target = X_train[idx]
+            losses = self._train_step(self._corrupt(target), target,
+                                      None if y_train is None else y_train[idx])
+            for name, value in losses.items():
+                totals[name] = totals.get(name, 0.0) + value.detach() * idx.numel()
+        record = {"epoch": epoch}
+        record.update({name: float(total) / n_train for name, total in totals.items()})
+        if X_val is not None:
+            self.module_.eval()
+            with torch.inference_mode():
+                record["val_loss"] = -float(self._score_batch(X_val).mean())
+        record["time"] = time.perf_counter() - start
+        bad = [name for name, value in record.items() if not math.isfinite(value)]
+        if bad:
+            raise ValueError(
+                f"Training of {type(self).__name__} diverged at epoch {epoch}: "
+                f"{', '.join(bad)} became non-finite. Lower learning_rate_init or check "
+                "that the input has no extreme values; the detector keeps its previous state."
+            )
+        return record
+
+    def _corrupt(self, x):
+        """Denoising input: noise added during training only, clipped to the data range."""
+        if not self.noise:
+            return x
+        if self.noise_type == "gaussian":
+            noisy = x + self.noise * torch.randn_like(x)
+        else:
+            noisy = x * (torch.rand_like(x) >= self.noise)
+        return torch.clamp(noisy, self._clip_low, self._clip_high)
+
+    def _make_optimizers(self, module):
+        """One Adam optimizer over every parameter; detectors with more override this."""
+        return {"main": torch.optim.Adam(module.parameters(), lr=self.learning_rate_init,
+                                         weight_decay=self.weight_decay)}
+
+    def _optimize(self, loss, name="main"):
+        """One gradient step of optimizer ``name`` on ``loss``."""
+        optimizer = self._optimizers[name]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    # ------------------------------------------------------------ structure
+    def _check_structure(self, X):
+        """Validate the parameters that depend on the data; set the resolved shapes."""
+        n_features = X.shape[1]
+        if self.image_shape is None:
+            self.input_shape_ = (n_features,)
+        else:
+            shape = tuple(self.image_shape)
+            if len(shape) == 2:
+                shape = (1, *shape)
+            if len(shape) != 3 or not all(isinstance(s, Integral) and s > 0 for s in shape):
+                raise ValueError(f"image_shape must be (height, width) or (channels, height, "
+                                 f"width) of positive ints, got {self.image_shape!r}.")
+            if math.prod(shape) != n_features:
+                raise ValueError(f"image_shape={self.image_shape!r} holds {math.prod(shape)} "
+                                 f"values but X has {n_features} features per row.")
+            self.input_shape_ = shape
+        self.hidden_layer_sizes_ = self._resolve_hidden_sizes(n_features)
+        self.latent_dim_ = self.latent_dim or self._default_latent_dim(n_features)
+        if self.early_stopping and X.shape[0] < 3:
+            raise ValueError("early_stopping=True needs at least 3 samples (2 to train, 1 to "
+                             f"validate), got n_samples={X.shape[0]}.")
+
+    def _resolve_hidden_sizes(self, n_features):
+        if self.hidden_layer_sizes is None:
+            return self._default_hidden_sizes(n_features)
+        sizes = np.atleast_1d(np.asarray(self.hidden_layer_sizes))
+        if sizes.ndim != 1 or not all(isinstance(s, Integral) and s > 0 for s in sizes.tolist()):
+            raise ValueError("hidden_layer_sizes must be a sequence of positive ints, got "
+                             f"{self.hidden_layer_sizes!r}.")
+        return tuple(int(s) for s in sizes)
+
+    @staticmethod
+    def _default_hidden_sizes(n_features):
+        """Default widths: twice the input, then the input width, clipped to [16, 256]."""
+        first = int(np.clip(2 * n_features, 16, 256))
+        second = int(np.clip(n_features, 8, 128))
+        return (first, second)
+
+    @staticmethod
+    def _default_latent_dim(n_features):
+        """Default code size: a quarter of the features, between 2 and 32."""
+        return int(np.clip(n_features // 4, 2, 32))
+
+    def _network_options(self):
+        return {"activation": self.activation, "dropout": self.dropout,
+                "batch_norm": self.batch_norm}
+
+    def _make_encoder(self, out_dim):
+        return networks.build_encoder(self.architecture, self.input_shape_, out_dim,
+                                      self.hidden_layer_sizes_, **self._network_options())
+
+    def _make_decoder(self, in_dim, output_activation=None):
+        return networks.build_decoder(self.architecture, in_dim, self.input_shape_,
+                                      self.hidden_layer_sizes_,
+                                      output_activation=output_activation,
+                                      **self._network_options())
+
+    # ---------------------------------------------------- data boundary
+    def _validate_input(self, X, reset):
+        return validate_data(self, X, reset=reset, dtype=[np.float64, np.float32],
+                             ensure_min_samples=2 if reset else 1)
+
+    def _validate_target(self, y, n_samples):
+        """Targets are ignored unless a detector uses them (``AAEDetector``)."""
+        return None
+
+    def _split(self, n_samples, rng):
+        if not self.early_stopping:
+            return np.arange(n_samples), None
+        perm = rng.permutation(n_samples)
+        n_val = min(max(1, int(round(self.validation_fraction * n_samples))), n_samples - 2)
+        return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+    @property
+    def _scaling_rule(self):
+        if self.scaling == "auto":
+            return "standard" if self.architecture == "dense" else None
+        return self.scaling
+
+    def _fit_scaler(self, X):
+        """Per-feature ``center_`` and ``scale_`` applied before the network.
+
+        ``'standard'``: mean and standard deviation; ``'minmax'``: minimum and range;
+        ``None``: identity. Constant features get a scale of 1.
+        """
+        rule = self._scaling_rule
+        n_features = X.shape[1]
+        if rule == "standard":
+            center, scale = X.mean(axis=0, dtype=np.float64), X.std(axis=0, dtype=np.float64)
+        elif rule == "minmax":
+            center = X.min(axis=0).astype(np.float64)
+            scale = X.max(axis=0).astype(np.float64) - center
+        else:
+            center, scale = np.zeros(n_features), np.ones(n_features)
+        scale[~(scale > 1e-12)] = 1.0
+        self.center_, self.scale_ = center, scale
+
+    def _scale(self, X):
+        """Scaled float32 array shaped ``(n, *input_shape_)``."""
+        scaled = ((X - self.center_) / self.scale_).astype(np.float32, copy=False)
+        return scaled.reshape(-1, *self.input_shape_)
+
+    def _to_tensor(self, X):
+        return torch.from_numpy(np.ascontiguousarray(self._scale(X))).to(self.device_)
+
+    def _chunk_rows(self):
+        widest = max(math.prod(self.input_shape_), *self.hidden_layer_sizes_)
+        return max(1, SCORING_MEMORY_BUDGET // (4 * 4 * widest))
+
+    def _map_batches(self, X, function):
+        """Apply ``function`` to tensors of chunks of ``X``; concatenate as float64 numpy."""
+        self.module_.eval()
+        chunk = self._chunk_rows()
+        parts = []
+        with torch.inference_mode():
+            for start in range(0, X.shape[0], chunk):
+                out = function(self._to_tensor(X[start:start + chunk]))
+                parts.append(out.to(torch.float64).cpu().numpy())
+        return np.concatenate(parts)
+
+    def _score(self, X):
+        """Scores of validated, unscaled ``X`` (no validation: ``fit`` reuses it)."""
+        return self._map_batches(X, self._score_batch)
+
+    # ------------------------------------------------------------ public
+    def score_samples(self, X):
+        """Normality score of each row: higher means more normal.
+
+        Parameters
+        ----------
+        X : {array-like, DataFrame} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,), dtype float64
+        """
+        check_is_fitted(self)
+        return self._score(self._validate_input(X, reset=False))
+
+    def decision_function(self, X):
+        """``score_samples(X) - offset_``: negative for outliers.
+
+        Parameters
+        ----------
+        X : {array-like, DataFrame} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        decision : ndarray of shape (n_samples,), dtype float64
+        """
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X):
+        """Label each row: +1 for inliers, -1 for outliers.
+
+        Parameters
+        ----------
+        X : {array-like, DataFrame} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,), values in {-1, +1}
+        """
+        decision = self.decision_function(X)
+        labels = np.ones(decision.shape[0], dtype=int)
+        labels[decision < 0] = -1
+        return labels
+
+    def transform(self, X):
+        """Latent code of each row.
+
+        Parameters
+        ----------
+        X : {array-like, DataFrame} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        codes : ndarray of shape (n_samples, latent_dim_), dtype float64
+        """
+        check_is_fitted(self)
+        return self._map_batches(self._validate_input(X, reset=False), self._encode_batch)
+
+    @property
+    def _n_features_out(self):
+        """Number of columns of ``transform``: the code size (names via ``get_feature_names_out``)."""
+        return self.latent_dim_
+
+    # ----------------------------------------------------------- pickling
+    def __getstate__(self):
+        """Pickle with every tensor and module on the CPU, so a GPU fit loads anywhere."""
+        state = super().__getstate__()
+        if state.get("device_") is not None and torch.device(state["device_"]).type != "cpu":
+            state = {key: _to_cpu(value) for key, value in state.items()}
+        return state
+
+    def __setstate__(self, state):
+        device = state.get("device_")
+        if device is not None and torch.device(device).type != "cpu":
+            try:
+                target = resolve_device(device)
+            except ValueError:
+                warnings.warn(f"This detector was fitted on {device}, which is not available; "
+                              "it is loaded on the CPU.", UserWarning)
+                target = torch.device("cpu")
+            state = {key: _to_device(value, target) for key, value in state.items()}
+            state["device_"] = target
+        super().__setstate__(state)
+
+
+def _to_cpu(value):
+    if isinstance(value, torch.nn.Module):
+        return copy.deepcopy(value).to("cpu")
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu")
+    return value
+
+
+def _to_device(value, device):
+    if isinstance(value, (torch.nn.Module, torch.Tensor)):
+        return value.to(device)
+    return value
+
+
+def _call(callback, method, *args):
+    """Call ``callback.method(*args)`` when the callback defines that method."""
+    function = getattr(callback, method, None)
+    if function is not None:
+        function(*args)
+
+
+#: numpydoc text of the parameters every detector shares; each detector's docstring
+#: includes it in place of ``{shared_parameters}``.
+SHARED_PARAMETERS_DOC = """\
+    hidden_layer_sizes : tuple of int, default=None
+        Widths of the encoder's hidden layers; the decoder mirrors them. ``None``
+        uses ``(clip(2 * n_features, 16, 256), clip(n_features, 8, 128))``.
+
+    latent_dim : int, default=None
+        Size of the code. ``None`` uses ``clip(n_features // 4, 2, 32)``.
+
+    activation : {'relu', 'leaky_relu', 'elu', 'gelu', 'tanh', 'selu'}, default='relu'
+        Activation of the hidden layers.
+
+    dropout : float in [0, 1), default=0.0
+        Dropout after each hidden activation, during training only.
+
+    batch_norm : bool, default=False
+        Batch normalization in the hidden layers. Scoring uses the running
+        statistics, so a row scores the same alone or in a batch.
+
+    architecture : {'dense'}, default='dense'
+        Network family (see :mod:`aedetect.networks`).
+
+    conv_channels : tuple of int, default=(32, 64)
+        Channels of the convolution stages when ``architecture='conv'``.
+
+    image_shape : tuple of int, default=None
+        ``(height, width)`` or ``(channels, height, width)``: rows of ``X`` are
+        images flattened in C order.
+
+    scaling : {'auto', 'standard', 'minmax'} or None, default='auto'
+        Per-feature scaling learned in ``fit`` and applied before the network.
+        ``'auto'`` is ``'standard'`` (zero mean, unit variance) for the dense
+        architecture. Scores are computed in the scaled space, so every feature
+        counts equally whatever its unit.
+
+    noise : float, default=None
+        Denoising training: the strength of the corruption of the inputs during
+        training (the standard deviation of Gaussian noise in scaled units, or the
+        probability of masking a value). The target stays the clean input and the
+        corrupted input is clipped to the training data's range. ``None`` trains a
+        plain autoencoder.
+
+    noise_type : {'gaussian', 'mask'}, default='gaussian'
+        Kind of corruption used when ``noise`` is set.
+
+    batch_size : int, default=256
+        Rows per mini-batch.
+
+    learning_rate_init : float, default=1e-3
+        Adam's learning rate.
+
+    weight_decay : float, default=0.0
+        Adam's L2 penalty.
+
+    max_iter : int, default=100
+        Maximum number of epochs.
+
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the rows, stop when their loss (minus
+        the mean score) stops improving and restore the best weights. Without
+        it, training stops when the training loss stops improving.
+
+    validation_fraction : float in (0, 1), default=0.1
+        Share of rows held out when ``early_stopping=True``.
+
+    n_iter_no_change : int, default=10
+        Epochs without an improvement of at least ``tol`` before stopping.
+
+    tol : float, default=1e-4
+        Minimum decrease of the watched loss that counts as an improvement.
+
+    contamination : 'auto' or float in (0, 0.5], default='auto'
+        Sets ``offset_``. A float: that share of the training rows is flagged.
+        ``'auto'``: rows scoring below ``median - 3 * 1.4826 * MAD`` of the
+        training scores are flagged (see :mod:`aedetect.thresholds`).
+
+    device : str or torch.device, default='auto'
+        Where to train and score. ``'auto'`` picks CUDA, then MPS, then the CPU,
+        and stores the choice in ``device_``.
+
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialization, shuffling, the validation split and noise,
+        locally (global seeds are never touched). Same seed and data give
+        identical scores on the CPU.
+
+    verbose : int, default=0
+        Show a progress bar of the epochs with the losses.
+
+    callbacks : list, default=None
+        Objects with any of the methods ``on_fit_begin(detector, X)``,
+        ``on_epoch_end(detector, record)`` and ``on_fit_end(detector, error)``."""
+
+#: numpydoc text of the fitted attributes every detector shares.
+SHARED_ATTRIBUTES_DOC = """\
+    offset_ : float
+        Threshold on ``score_samples``: ``decision_function = score_samples - offset_``.
+
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Column names seen during ``fit``, when ``X`` had string column names.
+
+    device_ : torch.device
+        The device the model lives on.
+
+    module_ : torch.nn.Module
+        The trained network.
+
+    center_, scale_ : ndarray of shape (n_features_in_,)
+        The learned scaling: the network sees ``(X - center_) / scale_``.
+
+    input_shape_ : tuple of int
+        Shape of one sample as the network sees it.
+
+    hidden_layer_sizes_ : tuple of int
+        The resolved hidden widths.
+
+    latent_dim_ : int
+        The resolved code size.
+
+    history_ : list of dict
+        One record per epoch: every loss component averaged over the rows,
+        ``val_loss`` with early stopping, and ``time`` in seconds.
+
+    loss_curve_ : list of float
+        The ``loss`` of each epoch.
+
+    n_iter_ : int
+        Number of epochs run.
+
+    best_loss_ : float
+        Best watched loss (validation loss with early stopping).
+
+    best_epoch_ : int
+        Epoch of ``best_loss_``; with early stopping its weights are restored."""
+
+
+def fill_docstring(cls):
+    """Class decorator: put the shared parameter and attribute docs in ``cls.__doc__``."""
+    cls.__doc__ = (cls.__doc__
+                   .replace("{shared_parameters}", SHARED_PARAMETERS_DOC)
+                   .replace("{shared_attributes}", SHARED_ATTRIBUTES_DOC))
+    return cls

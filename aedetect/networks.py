@@ -1,0 +1,115 @@
+"""Pure PyTorch building blocks: encoders, decoders and heads.
+
+Nothing here trains, validates input or moves data between devices. The detectors
+(``ae.py``, ``vae.py``, ``aae.py``) assemble these blocks through
+:func:`build_encoder` and :func:`build_decoder`, so a new architecture added here is
+available to every detector.
+"""
+
+import math
+
+import torch
+from torch import nn
+
+ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "leaky_relu": nn.LeakyReLU,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "tanh": nn.Tanh,
+    "selu": nn.SELU,
+}
+
+ARCHITECTURES = ("dense",)
+
+
+def dense_stack(sizes, activation="relu", dropout=0.0, batch_norm=False):
+    """Linear layers ``sizes[0] -> sizes[1] -> ...`` each followed by an activation.
+
+    With ``batch_norm`` a ``BatchNorm1d`` sits between the linear layer and the
+    activation; with ``dropout > 0`` a ``Dropout`` follows the activation. In eval
+    mode batch norm uses its running statistics, so a single row scores the same
+    alone as in a batch.
+    """
+    layers = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        layers.append(nn.Linear(n_in, n_out, bias=not batch_norm))
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(n_out))
+        layers.append(ACTIVATIONS[activation]())
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+    return nn.Sequential(*layers)
+
+
+class DenseEncoder(nn.Module):
+    """Flatten the input, run a stack of hidden layers, end in a linear head.
+
+    The head is linear (no activation) so the output can be a code, or the
+    concatenated mean and log-variance of a Gaussian posterior.
+    """
+
+    def __init__(self, input_shape, out_dim, hidden_layer_sizes, activation="relu",
+                 dropout=0.0, batch_norm=False):
+        super().__init__()
+        sizes = [math.prod(input_shape), *hidden_layer_sizes]
+        self.body = dense_stack(sizes, activation, dropout, batch_norm)
+        self.head = nn.Linear(sizes[-1], out_dim)
+
+    def forward(self, x):
+        return self.head(self.body(x.flatten(1)))
+
+
+class DenseDecoder(nn.Module):
+    """Map a code (optionally concatenated with a condition) back to ``output_shape``.
+
+    ``output_activation`` is ``None`` (linear output: scaled tabular data, or logits)
+    or ``"sigmoid"`` (data in [0, 1] such as pixels).
+    """
+
+    def __init__(self, in_dim, output_shape, hidden_layer_sizes, activation="relu",
+                 dropout=0.0, batch_norm=False, output_activation=None):
+        super().__init__()
+        self.output_shape = tuple(output_shape)
+        sizes = [in_dim, *hidden_layer_sizes]
+        self.body = dense_stack(sizes, activation, dropout, batch_norm)
+        self.head = nn.Linear(sizes[-1], math.prod(self.output_shape))
+        self.output_activation = output_activation
+
+    def forward(self, z):
+        out = self.head(self.body(z)).view(-1, *self.output_shape)
+        if self.output_activation == "sigmoid":
+            out = torch.sigmoid(out)
+        return out
+
+
+def build_encoder(architecture, input_shape, out_dim, hidden_layer_sizes, **options):
+    """Encoder for ``architecture`` mapping inputs of ``input_shape`` to ``out_dim``."""
+    if architecture == "dense":
+        return DenseEncoder(input_shape, out_dim, hidden_layer_sizes, **options)
+    raise ValueError(f"Unknown architecture {architecture!r}; expected one of {ARCHITECTURES}.")
+
+
+def build_decoder(architecture, in_dim, output_shape, hidden_layer_sizes,
+                  output_activation=None, **options):
+    """Decoder for ``architecture`` mapping ``in_dim`` codes to ``output_shape``.
+
+    ``hidden_layer_sizes`` is given in encoder order; the decoder mirrors it.
+    """
+    mirrored = list(hidden_layer_sizes)[::-1]
+    if architecture == "dense":
+        return DenseDecoder(in_dim, output_shape, mirrored,
+                            output_activation=output_activation, **options)
+    raise ValueError(f"Unknown architecture {architecture!r}; expected one of {ARCHITECTURES}.")
+
+
+class Autoencoder(nn.Module):
+    """An encoder and a decoder; ``forward`` returns the reconstruction."""
+
+    def __init__(self, encoder, decoder):
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+
+    def forward(self, x):
+        return self.decoder(self.encoder(x))
