@@ -9,7 +9,9 @@ A detector (``ae.py``, ``vae.py``, ``aae.py``) contributes only:
 - ``_train_step(x, target, y) -> dict`` of detached loss tensors (key ``"loss"`` is the
   total), updating the weights through ``self._optimize(loss)`` or its own optimizers;
 - ``_score_batch(x) -> Tensor`` of shape ``(n,)``: higher means more normal;
-- ``_encode_batch(x) -> Tensor`` of shape ``(n, latent_dim)``: the latent code.
+- ``_encode_batch(x) -> Tensor`` of shape ``(n, latent_dim)``: the latent code;
+- ``_reconstruct_batch(x) -> Tensor`` shaped like ``x``: the reconstruction (the
+  decoder's mean), in the scaled space the network sees.
 
 Model files never validate input or move data between devices; this file never knows
 which model it trains.
@@ -435,6 +437,24 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         """
         check_is_fitted(self)
         return self._map_batches(self._validate_input(X, reset=False), self._encode_batch)
+
+    def reconstruct(self, X):
+        """The network's reconstruction of each row, in the units of ``X``.
+
+        With denoising training (``noise``) this is the cleaned input.
+
+        Parameters
+        ----------
+        X : {array-like, DataFrame} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        X_reconstructed : ndarray of shape (n_samples, n_features), dtype float64
+        """
+        check_is_fitted(self)
+        X = self._validate_input(X, reset=False)
+        scaled = self._map_batches(X, self._reconstruct_batch).reshape(X.shape[0], -1)
+        return scaled * self.scale_ + self.center_
 
     @property
     def _n_features_out(self):

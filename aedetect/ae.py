@@ -101,6 +101,9 @@ class AEDetector(BaseAutoencoderDetector):
     def _encode_batch(self, x):
         return self.module_.encoder(x)
 
+    def _reconstruct_batch(self, x):
+        return self.module_(x)
+
     @staticmethod
     def _reconstruction_error(reconstruction, target):
         """Per-row mean squared error over every feature (or pixel)."""
