@@ -1,0 +1,292 @@
+"""Training and scoring speed of aedetect against PyOD at equal architecture.
+
+Pairs: ``AEDetector`` vs PyOD ``AutoEncoder`` and, when aedetect exports it,
+``VAEDetector`` vs PyOD ``VAE``. Each aedetect detector gets exactly the layer widths,
+batch norm, dropout, weight decay and learning rate of PyOD's defaults (see ``PAIRS``),
+the same number of epochs and the same batch size. On synthetic data of ``n`` rows x
+50 features, the two contenders of a pair run alternately (A B, then B A, ...) and the
+median over the repeats is reported:
+
+- training throughput: rows x epochs / seconds spent in the epoch loop (PyOD's
+  ``train``, aedetect's ``_train``; data preparation and the scoring of the training
+  rows that both ``fit`` methods end with are not counted);
+- scoring throughput: rows / seconds of ``score_samples`` (aedetect) or
+  ``decision_function`` (PyOD, with its default scoring batch, the training batch size);
+- peak memory of scoring 1M x 50 rows: in a fresh process that has already loaded the
+  fitted model and built the input, the peak resident memory (VmHWM, reset before
+  scoring) minus the resident memory just before scoring.
+
+Example::
+
+    python benchmarks/speed.py --out benchmarks/results              # CPU, 2 threads
+    python benchmarks/speed.py --device cuda --out benchmarks/results
+"""
+
+import argparse
+import math
+import os
+import pickle
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+N_FEATURES = 50
+
+#: Per pair: PyOD's class and default architecture, and the aedetect parameters that
+#: build the same network (widths, batch norm, dropout, optimizer settings).
+PAIRS = {
+    "AE": {
+        "aedetect": ("AEDetector", {"hidden_layer_sizes": (64,), "latent_dim": 32,
+                                    "batch_norm": True, "dropout": 0.2,
+                                    "weight_decay": 1e-5, "learning_rate_init": 1e-3}),
+        "pyod": ("pyod.models.auto_encoder", "AutoEncoder", {}),
+    },
+    "VAE": {
+        "aedetect": ("VAEDetector", {"hidden_layer_sizes": (128, 64, 32), "latent_dim": 2,
+                                     "batch_norm": False, "dropout": 0.2,
+                                     "weight_decay": 1e-5, "learning_rate_init": 1e-3}),
+        "pyod": ("pyod.models.vae", "VAE", {}),
+    },
+}
+
+
+def synthetic(n_rows, seed=0):
+    """``n_rows`` x 50 float32 rows on a 5-dimensional linear manifold plus noise."""
+    rng = np.random.default_rng(seed)
+    basis = rng.normal(size=(5, N_FEATURES)).astype(np.float32)
+    X = rng.normal(size=(n_rows, 5)).astype(np.float32) @ basis
+    X += 0.1 * rng.normal(size=X.shape).astype(np.float32)
+    return X
+
+
+def make_contender(pair, side, epochs, batch_size, device, seed=0):
+    """An unfitted detector of ``pair`` (``'aedetect'`` or ``'pyod'`` side)."""
+    import torch
+
+    if side == "aedetect":
+        import aedetect
+
+        name, params = PAIRS[pair]["aedetect"]
+        return getattr(aedetect, name)(max_iter=epochs, n_iter_no_change=epochs + 1,
+                                       batch_size=batch_size, device=device,
+                                       random_state=seed, **params)
+    module, name, params = PAIRS[pair]["pyod"]
+    cls = getattr(__import__(module, fromlist=[name]), name)
+    return cls(epoch_num=epochs, batch_size=batch_size, device=torch.device(device),
+               random_state=seed, verbose=0, **params)
+
+
+def timed_fit(detector, X, side):
+    """Fit; return the seconds spent in the epoch loop."""
+    loop = "_train" if side == "aedetect" else "train"
+    inner = getattr(detector, loop)
+    spent = []
+
+    def timed(*args, **kwargs):
+        _sync(detector)
+        start = time.perf_counter()
+        result = inner(*args, **kwargs)
+        _sync(detector)
+        spent.append(time.perf_counter() - start)
+        return result
+
+    setattr(detector, loop, timed)
+    try:
+        detector.fit(X)
+    finally:
+        delattr(detector, loop)
+    return spent[0]
+
+
+def _sync(detector):
+    import torch
+
+    device = getattr(detector, "device_", None) or getattr(detector, "device", None)
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def score(detector, X, side):
+    return detector.score_samples(X) if side == "aedetect" else detector.decision_function(X)
+
+
+def measure(pair, side, X, epochs, batch_size, device):
+    """One fit and one scoring of ``X``: training and scoring throughput in rows/s."""
+    detector = make_contender(pair, side, epochs, batch_size, device)
+    train_seconds = timed_fit(detector, X, side)
+    start = time.perf_counter()
+    score(detector, X, side)
+    score_seconds = time.perf_counter() - start
+    n = X.shape[0]
+    return n * epochs / train_seconds, n / score_seconds
+
+
+def run_speed(pairs, sizes, batch_sizes, repeats, min_rows, device):
+    """Alternate the two sides of each pair; return one result dict per configuration."""
+    results = []
+    for pair in pairs:
+        for n in sizes:
+            X = synthetic(n)
+            epochs = max(1, math.ceil(min_rows / n))
+            for batch_size in batch_sizes:
+                runs = {"aedetect": [], "pyod": []}
+                for repeat in range(repeats):
+                    order = ("aedetect", "pyod") if repeat % 2 == 0 else ("pyod", "aedetect")
+                    for side in order:
+                        runs[side].append(measure(pair, side, X, epochs, batch_size, device))
+                row = {"pair": pair, "n_rows": n, "batch_size": batch_size,
+                       "epochs": epochs, "repeats": repeats}
+                for side in runs:
+                    row[f"{side}_train_rows_s"] = float(np.median([r[0] for r in runs[side]]))
+                    row[f"{side}_score_rows_s"] = float(np.median([r[1] for r in runs[side]]))
+                row["train_ratio"] = row["aedetect_train_rows_s"] / row["pyod_train_rows_s"]
+                row["score_ratio"] = row["aedetect_score_rows_s"] / row["pyod_score_rows_s"]
+                print(f"{pair} n={n} batch={batch_size} epochs={epochs}: train "
+                      f"{row['aedetect_train_rows_s']:,.0f} vs {row['pyod_train_rows_s']:,.0f} "
+                      f"rows/s (x{row['train_ratio']:.1f}); score "
+                      f"{row['aedetect_score_rows_s']:,.0f} vs {row['pyod_score_rows_s']:,.0f} "
+                      f"rows/s (x{row['score_ratio']:.1f})", flush=True)
+                results.append(row)
+    return results
+
+
+# ------------------------------------------------------------------ memory
+def _rss_kib(field):
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise OSError(f"{field} not in /proc/self/status")
+
+
+def rss_child(model_path, side, n_rows, threads):
+    """Run in a fresh process: load the model, build the input, then score it and print
+    the peak resident memory beyond what was resident before scoring (MiB)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    with open(model_path, "rb") as handle:
+        detector = pickle.load(handle)
+    X = synthetic(n_rows, seed=1)
+    score(detector, X[:1000], side)  # first call's one-off allocations are not counted
+    before = _rss_kib("VmRSS")
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")  # reset VmHWM to the current resident size
+    score(detector, X, side)
+    peak = _rss_kib("VmHWM")
+    print(f"RSS_MIB {(peak - before) / 1024:.1f} INPUT_MIB {X.nbytes / 2**20:.1f}")
+
+
+def measure_rss(pair, side, n_rows, device, threads):
+    """Peak MiB beyond the input and the model while scoring ``n_rows`` x 50 rows."""
+    detector = make_contender(pair, side, 1, 256, device)
+    detector.fit(synthetic(10_000))
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "model.pkl")
+        with open(path, "wb") as handle:
+            pickle.dump(detector, handle)
+        out = subprocess.run([sys.executable, __file__, "--rss-child", path, side,
+                              str(n_rows), str(threads)], capture_output=True, text=True,
+                             check=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                                 [str(Path(__file__).resolve().parent.parent),
+                                  os.environ.get("PYTHONPATH", "")])})
+    fields = out.stdout.split()
+    return float(fields[fields.index("RSS_MIB") + 1]), float(fields[fields.index("INPUT_MIB") + 1])
+
+
+# ------------------------------------------------------------------ report
+def available_pairs(requested):
+    import aedetect
+
+    pairs = []
+    for pair in requested:
+        name = PAIRS[pair]["aedetect"][0]
+        if name in aedetect.__all__:
+            pairs.append(pair)
+        else:
+            print(f"{pair}: aedetect does not export {name}; pair skipped.", flush=True)
+    return pairs
+
+
+def write_outputs(results, memory, out, device, header):
+    import csv
+
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"speed_{device.split(':')[0]}"
+    with open(out / f"{stem}.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(results[0]))
+        writer.writeheader()
+        writer.writerows(results)
+    lines = [f"# Speed: aedetect vs PyOD ({device})", "", *header, "",
+             "Throughput in rows per second (median over the repeats); ratio = aedetect / "
+             "PyOD. Training counts the epoch loop only.", "",
+             "| pair | rows | batch | epochs | train aedetect | train PyOD | train ratio "
+             "| score aedetect | score PyOD | score ratio |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in results:
+        lines.append(
+            f"| {r['pair']} | {r['n_rows']:,} | {r['batch_size']} | {r['epochs']} | "
+            f"{r['aedetect_train_rows_s']:,.0f} | {r['pyod_train_rows_s']:,.0f} | "
+            f"**{r['train_ratio']:.1f}x** | {r['aedetect_score_rows_s']:,.0f} | "
+            f"{r['pyod_score_rows_s']:,.0f} | **{r['score_ratio']:.1f}x** |")
+    if memory:
+        lines += ["", "Peak resident memory while scoring, beyond the input and the loaded "
+                  "model (measured in a fresh process):", "",
+                  "| pair | side | rows | input MiB | peak MiB beyond input |",
+                  "| --- | --- | ---: | ---: | ---: |"]
+        for (pair, side, n_rows), (peak, size) in memory.items():
+            lines.append(f"| {pair} | {side} | {n_rows:,} | {size:.0f} | {peak:.0f} |")
+    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
+    parser.add_argument("--pairs", nargs="+", default=list(PAIRS), choices=list(PAIRS))
+    parser.add_argument("--sizes", nargs="+", type=int, default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[32, 256])
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--min-rows", type=int, default=200_000,
+                        help="epochs = ceil(min_rows / rows), so small sizes run long "
+                             "enough to time (default: %(default)s)")
+    parser.add_argument("--rss-rows", type=int, default=1_000_000,
+                        help="rows scored for the memory measurement (0 skips it)")
+    parser.add_argument("--rss-child", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.rss_child:
+        path, side, n_rows, threads = args.rss_child
+        return rss_child(path, side, int(n_rows), int(threads))
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from adbench import environment_lines, warm_up
+
+    warm_up(args.threads)
+    pairs = available_pairs(args.pairs)
+    results = run_speed(pairs, args.sizes, args.batch_sizes, args.repeats, args.min_rows,
+                        args.device)
+    memory = {}
+    if args.rss_rows:
+        for pair in pairs:
+            for side in ("aedetect", "pyod"):
+                memory[(pair, side, args.rss_rows)] = measure_rss(
+                    pair, side, args.rss_rows, args.device, args.threads)
+    header = environment_lines(args.device, args.threads, 1)
+    command = " ".join(["python", "benchmarks/speed.py",
+                        *(sys.argv[1:] if argv is None else argv)])
+    header.append(f"- Command: `{command}`")
+    write_outputs(results, memory, Path(args.out), args.device, header)
+
+
+if __name__ == "__main__":
+    main()
