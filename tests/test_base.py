@@ -1,6 +1,10 @@
 """Behaviour of the shared contract, over every public detector."""
 
+import io
+import os
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -244,4 +248,15 @@ def test_gpu_fit_matches_contract_and_pickles_to_cpu(blobs):
     assert roc_auc_score(y, -detector.score_samples(X)) > 0.9
     state = pickle.dumps(detector)
     restored = pickle.loads(state)
+    assert restored.device_.type == "cuda"
     np.testing.assert_allclose(restored.score_samples(X), detector.score_samples(X), rtol=1e-5)
+    # The same bytes load on a machine without CUDA, onto the CPU, with the same scores.
+    code = ("import pickle, sys, numpy as np, torch; assert not torch.cuda.is_available(); "
+            "d, X = pickle.loads(sys.stdin.buffer.read()); print(d.device_.type); "
+            "np.save(sys.stdout.buffer, d.score_samples(X))")
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run([sys.executable, "-c", code], input=pickle.dumps((detector, X)),
+                            capture_output=True, env=env, check=True)
+    assert result.stdout.startswith(b"cpu\n")
+    cpu_scores = np.load(io.BytesIO(result.stdout[4:]))
+    np.testing.assert_allclose(cpu_scores, detector.score_samples(X), rtol=1e-4, atol=1e-6)
