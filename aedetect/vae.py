@@ -11,7 +11,7 @@ from sklearn.utils.validation import check_array, check_is_fitted
 from torch import nn
 from torch.nn import functional as F
 
-from ._base import BaseAutoencoderDetector, fill_docstring
+from ._base import SCORING_MEMORY_BUDGET, BaseAutoencoderDetector, fill_docstring
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -326,8 +326,15 @@ class VAEDetector(BaseAutoencoderDetector):
         return self._decoder_mean(self.module_(x))
 
     def _chunk_rows(self):
-        # The decoder runs on n_draws codes per row.
-        return max(1, super()._chunk_rows() // (self.module_.noise_bank.shape[0] + 1))
+        # Scoring decodes n_draws codes per row.
+        return self._rows_within_budget(self.module_.noise_bank.shape[0] + 1)
+
+    def _rows_within_budget(self, copies):
+        """Rows per chunk so that ``copies`` float32 activations of the widest layer
+        (four layers' worth) fit in ``SCORING_MEMORY_BUDGET``."""
+        widest = max(math.prod(self.input_shape_), 2 * self.latent_dim_,
+                     *self.hidden_layer_sizes_)
+        return max(1, SCORING_MEMORY_BUDGET // (4 * 4 * widest * copies))
 
     # -------------------------------------------------- Bernoulli range
     def _fit_scaler(self, X):
@@ -362,7 +369,9 @@ class VAEDetector(BaseAutoencoderDetector):
         n_samples : int, default=1
             Number of rows to draw.
         random_state : int, RandomState instance or None, default=None
-            Seeds a local generator for the codes (global seeds are not touched).
+            Draws the codes, as in scikit-learn: an int seeds a local generator
+            (global seeds are not touched), so ``sample(n, random_state=0)`` is
+            reproducible and its first rows do not depend on ``n``.
 
         Returns
         -------
@@ -373,10 +382,9 @@ class VAEDetector(BaseAutoencoderDetector):
         check_is_fitted(self)
         if isinstance(n_samples, bool) or not isinstance(n_samples, Integral) or n_samples < 1:
             raise ValueError(f"n_samples must be a positive int, got {n_samples!r}.")
-        seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
-        generator = torch.Generator().manual_seed(seed)
-        codes = torch.randn(int(n_samples), self.latent_dim_, generator=generator)
-        return self._decode(codes)
+        rng = check_random_state(random_state)
+        codes = rng.standard_normal((int(n_samples), self.latent_dim_))
+        return self._decode(torch.from_numpy(codes.astype(np.float32)))
 
     def inverse_transform(self, X):
         """Decode latent codes (e.g. from ``transform``) to rows: the decoder's mean.
@@ -404,7 +412,7 @@ class VAEDetector(BaseAutoencoderDetector):
     def _decode(self, codes):
         """Decoder mean of CPU float32 ``codes``, unscaled, as float64 numpy rows."""
         self.module_.eval()
-        chunk = BaseAutoencoderDetector._chunk_rows(self)
+        chunk = self._rows_within_budget(1)
         parts = []
         with torch.inference_mode():
             for start in range(0, codes.shape[0], chunk):
