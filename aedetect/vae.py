@@ -99,6 +99,10 @@ class VAEDetector(BaseAutoencoderDetector):
     ``fit`` (seeded by ``random_state``) and reused for every row, so a row's score
     does not depend on its batch, the other rows or the number of calls.
 
+    ``history_`` records per epoch ``reconstruction`` (minus E_q[log p(x|z)]),
+    ``kl`` and ``loss = reconstruction + beta * kl``, in nats per row of the scaled
+    data the network sees.
+
     Parameters
     ----------
 {shared_parameters}
