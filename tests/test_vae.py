@@ -20,6 +20,17 @@ SCALES = np.logspace(-2, 3, 8)
 OFFSETS = np.linspace(-50, 50, 8)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """These networks are tiny: one intra-op thread is fastest, and on a busy machine
+    two threads spend most of their time waiting for each other (measured 9x the CPU
+    time). The previous setting is restored after the module."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def tanh_data(n=600, seed=0):
     """Rows from a 2-D latent through a nonlinear map, plus noise, in mixed units."""
     rng = np.random.RandomState(seed)
