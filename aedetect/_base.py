@@ -220,9 +220,7 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         record = {"epoch": epoch}
         record.update({name: float(total) / n_train for name, total in totals.items()})
         if X_val is not None:
-            self.module_.eval()
-            with torch.inference_mode():
-                record["val_loss"] = -float(self._score_batch(X_val).mean())
+            record["val_loss"] = self._validation_loss(X_val)
         record["time"] = time.perf_counter() - start
         bad = [name for name, value in record.items() if not math.isfinite(value)]
         if bad:
@@ -232,6 +230,13 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
                 "that the input has no extreme values; the detector keeps its previous state."
             )
         return record
+
+    def _validation_loss(self, X_val):
+        """Minus the mean score of the held-out rows, scored in memory-bounded chunks."""
+        self.module_.eval()
+        with torch.inference_mode():
+            total = sum(self._score_batch(chunk).sum() for chunk in X_val.split(self._chunk_rows()))
+        return -float(total) / X_val.shape[0]
 
     def _corrupt(self, x):
         """Denoising input: noise added during training only, clipped to the data range."""
@@ -362,7 +367,7 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         return torch.from_numpy(np.ascontiguousarray(self._scale(X))).to(self.device_)
 
     def _chunk_rows(self):
-        widest = max(math.prod(self.input_shape_), *self.hidden_layer_sizes_)
+        widest = max(math.prod(self.input_shape_), *self.hidden_layer_sizes_, 1)
         return max(1, SCORING_MEMORY_BUDGET // (4 * 4 * widest))
 
     def _map_batches(self, X, function):

@@ -1,0 +1,98 @@
+"""Bad input gets a scikit-learn style error naming the problem; nothing is lost."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.exceptions import NotFittedError
+
+from aedetect import AEDetector
+
+X_GOOD = np.random.RandomState(0).normal(size=(60, 5))
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return AEDetector(max_iter=5, random_state=0).fit(X_GOOD)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.where(np.eye(60, 5) > 0, np.nan, X_GOOD), "NaN"),
+    (np.where(np.eye(60, 5) > 0, np.inf, X_GOOD), "infinity"),
+    (np.array([["a", "b"], ["c", "d"]], dtype=object), "could not convert"),
+    (X_GOOD.astype(complex), "Complex data not supported"),
+    (np.empty((0, 5)), "0 sample"),
+    (np.empty((60, 0)), "0 feature"),
+    (X_GOOD[:1], "1 sample"),
+    (X_GOOD[:, 0], "Expected 2D array, got 1D array instead"),
+])
+def test_fit_rejects_bad_input(bad, message):
+    with pytest.raises(ValueError, match=message):
+        AEDetector(max_iter=2).fit(bad)
+
+
+@pytest.mark.parametrize("method", ["score_samples", "decision_function", "predict",
+                                    "transform", "reconstruct"])
+@pytest.mark.parametrize("bad, message", [
+    (X_GOOD[:, :4], "X has 4 features, but AEDetector is expecting 5 features"),
+    (X_GOOD[0], "Expected 2D array, got 1D array instead"),
+    (np.full((2, 5), np.nan), "NaN"),
+])
+def test_scoring_rejects_bad_input_and_keeps_the_fit(fitted, method, bad, message):
+    before = fitted.score_samples(X_GOOD)
+    with pytest.raises(ValueError, match=message):
+        getattr(fitted, method)(bad)
+    np.testing.assert_array_equal(fitted.score_samples(X_GOOD), before)
+
+
+def test_wrong_column_names_at_score_time():
+    frame = pd.DataFrame(X_GOOD, columns=list("abcde"))
+    detector = AEDetector(max_iter=2, random_state=0).fit(frame)
+    with pytest.raises(ValueError, match="feature names"):
+        detector.score_samples(frame[list("edcba")])
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"contamination": 0.7}, "The 'contamination' parameter of AEDetector must be"),
+    ({"contamination": 0.0}, "The 'contamination' parameter of AEDetector must be"),
+    ({"contamination": "most"}, "The 'contamination' parameter of AEDetector must be"),
+    ({"max_iter": 0}, "The 'max_iter' parameter of AEDetector must be"),
+    ({"max_iter": 2.5}, "The 'max_iter' parameter of AEDetector must be"),
+    ({"batch_size": 0}, "The 'batch_size' parameter"),
+    ({"activation": "swish"}, "The 'activation' parameter"),
+    ({"learning_rate_init": -1.0}, "The 'learning_rate_init' parameter"),
+    ({"hidden_layer_sizes": (8, -2)}, "hidden_layer_sizes must be a sequence of positive ints"),
+    ({"image_shape": (2, 2)}, "image_shape=\\(2, 2\\) holds 4 values but X has 5 features"),
+    ({"device": "gpu:zero"}, "not a valid torch device"),
+])
+def test_bad_parameters_are_named(params, message):
+    with pytest.raises(ValueError, match=message):
+        AEDetector(**params).fit(X_GOOD)
+
+
+def test_not_fitted_error_names_the_class():
+    with pytest.raises(NotFittedError, match="This AEDetector instance is not fitted yet"):
+        AEDetector().score_samples(X_GOOD)
+
+
+def test_failed_refit_keeps_previous_state(fitted):
+    before = fitted.score_samples(X_GOOD)
+    offset = fitted.offset_
+    with pytest.raises(ValueError):
+        fitted.fit(np.full((10, 5), np.nan))
+    with pytest.raises(ValueError, match="max_iter"):
+        fitted.set_params(max_iter=0).fit(X_GOOD)
+    fitted.set_params(max_iter=5)
+    assert fitted.offset_ == offset
+    np.testing.assert_array_equal(fitted.score_samples(X_GOOD), before)
+
+
+def test_divergence_stops_with_clear_error_and_keeps_state():
+    detector = AEDetector(max_iter=3, random_state=0).fit(X_GOOD)
+    before = detector.score_samples(X_GOOD)
+    huge = X_GOOD.copy()
+    huge[0, 0] = 1e30  # standard scaling keeps it finite, the float32 square overflows
+    detector.set_params(scaling=None, learning_rate_init=1.0)
+    with pytest.raises(ValueError, match="diverged at epoch 1: loss became non-finite"):
+        detector.fit(huge)
+    np.testing.assert_array_equal(detector.score_samples(X_GOOD), before)
+    assert not hasattr(detector, "_optimizers")
