@@ -42,6 +42,9 @@ from .thresholds import contamination_offset
 #: Bytes of activations one scoring chunk may use (inputs, hidden layers, outputs).
 SCORING_MEMORY_BUDGET = 64 * 2**20
 
+#: Interquartile range of a standard normal: IQR / 1.349 estimates its standard deviation.
+IQR_TO_STD = 1.3489795
+
 
 def resolve_device(device):
     """``"auto"`` -> cuda, then mps, then cpu; any other string must name an available device."""
@@ -96,12 +99,13 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         "architecture": [StrOptions(set(networks.ARCHITECTURES))],
         "image_shape": [tuple, list, None],
         "conv_channels": [tuple, list],
-        "scaling": [StrOptions({"auto", "standard", "minmax"}), None],
+        "scaling": [StrOptions({"auto", "robust", "standard", "minmax"}), None],
         "noise": [Interval(Real, 0, None, closed="left"), None],
         "noise_type": [StrOptions({"gaussian", "mask"})],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "trim_fraction": [Interval(Real, 0, 0.5, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
@@ -250,8 +254,37 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
 
     def _make_optimizers(self, module):
         """One Adam optimizer over every parameter; detectors with more override this."""
-        return {"main": torch.optim.Adam(module.parameters(), lr=self.learning_rate_init,
-                                         weight_decay=self.weight_decay)}
+        return {"main": self._adam(module.parameters())}
+
+    def _adam(self, parameters, lr=None):
+        """Adam on ``parameters`` (already on ``device_``), fused into one kernel per
+        step where this torch build supports it for the device (CPU since torch 2.4,
+        CUDA): many small layers make the per-tensor loop the slowest part of a step."""
+        parameters = list(parameters)
+        options = {"lr": self.learning_rate_init if lr is None else lr,
+                   "weight_decay": self.weight_decay}
+        try:
+            return torch.optim.Adam(parameters, fused=True, **options)
+        except (RuntimeError, TypeError, ValueError):
+            return torch.optim.Adam(parameters, **options)
+
+    def _batch_loss(self, row_losses):
+        """Mean of the per-row losses of a mini-batch over the rows ``_kept_rows`` keeps."""
+        kept = self._kept_rows(row_losses)
+        return row_losses.mean() if kept is None else row_losses[kept].mean()
+
+    def _kept_rows(self, row_losses):
+        """Indices of the rows of a mini-batch that train the model, or ``None`` for all.
+
+        Robust training (``trim_fraction``): the share of rows with the largest loss
+        is left out (a trimmed mean), so that the rows the model reconstructs worst,
+        likely outliers mixed into the training data, pull the weights neither way.
+        Detectors with several loss terms index each term's per-row values with it.
+        """
+        if not self.trim_fraction:
+            return None
+        keep = max(1, math.ceil((1.0 - self.trim_fraction) * row_losses.shape[0]))
+        return torch.topk(row_losses.detach(), keep, largest=False, sorted=False).indices
 
     def _optimize(self, loss, name="main"):
         """One gradient step of optimizer ``name`` on ``loss``."""
@@ -294,9 +327,10 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
 
     @staticmethod
     def _default_hidden_sizes(n_features):
-        """Default widths: twice the input, then the input width, clipped to [16, 256]."""
-        first = int(np.clip(2 * n_features, 16, 256))
-        second = int(np.clip(n_features, 8, 128))
+        """Default widths: four times the input, then twice, clipped to [16, 256] and
+        [8, 128] (wide layers reconstruct the bulk of the data well in few epochs)."""
+        first = int(np.clip(4 * n_features, 16, 256))
+        second = int(np.clip(2 * n_features, 8, 128))
         return (first, second)
 
     @staticmethod
@@ -337,18 +371,26 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
     @property
     def _scaling_rule(self):
         if self.scaling == "auto":
-            return "standard" if self.architecture == "dense" else None
+            return "robust" if self.architecture == "dense" else None
         return self.scaling
 
     def _fit_scaler(self, X):
         """Per-feature ``center_`` and ``scale_`` applied before the network.
 
-        ``'standard'``: mean and standard deviation; ``'minmax'``: minimum and range;
-        ``None``: identity. Constant features get a scale of 1.
+        ``'robust'``: median and interquartile range / 1.349 (the standard deviation
+        for Gaussian data), falling back to the standard deviation where the quartiles
+        coincide; ``'standard'``: mean and standard deviation; ``'minmax'``: minimum and
+        range; ``None``: identity. Constant features get a scale of 1.
         """
         rule = self._scaling_rule
         n_features = X.shape[1]
-        if rule == "standard":
+        if rule == "robust":
+            center = np.median(X, axis=0).astype(np.float64)
+            q25, q75 = np.percentile(X, [25, 75], axis=0)
+            scale = (q75 - q25).astype(np.float64) / IQR_TO_STD
+            tied = ~(scale > 1e-12)
+            scale[tied] = X[:, tied].std(axis=0, dtype=np.float64)
+        elif rule == "standard":
             center, scale = X.mean(axis=0, dtype=np.float64), X.std(axis=0, dtype=np.float64)
         elif rule == "minmax":
             center = X.min(axis=0).astype(np.float64)
@@ -514,7 +556,7 @@ def _call(callback, method, *args):
 SHARED_PARAMETERS_DOC = """\
     hidden_layer_sizes : tuple of int, default=None
         Widths of the encoder's hidden layers; the decoder mirrors them. ``None``
-        uses ``(clip(2 * n_features, 16, 256), clip(n_features, 8, 128))``.
+        uses ``(clip(4 * n_features, 16, 256), clip(2 * n_features, 8, 128))``.
 
     latent_dim : int, default=None
         Size of the code. ``None`` uses ``clip(n_features // 4, 2, 32)``.
@@ -522,10 +564,12 @@ SHARED_PARAMETERS_DOC = """\
     activation : {'relu', 'leaky_relu', 'elu', 'gelu', 'tanh', 'selu'}, default='relu'
         Activation of the hidden layers.
 
-    dropout : float in [0, 1), default=0.0
-        Dropout after each hidden activation, during training only.
+    dropout : float in [0, 1), default=0.2
+        Dropout after each hidden activation, during training only. With
+        ``batch_norm`` it keeps the network from memorizing rare rows, the
+        outliers among them (see ``benchmarks/README.md`` for the figures).
 
-    batch_norm : bool, default=False
+    batch_norm : bool, default=True
         Batch normalization in the hidden layers. Scoring uses the running
         statistics, so a row scores the same alone or in a batch.
 
@@ -539,11 +583,15 @@ SHARED_PARAMETERS_DOC = """\
         ``(height, width)`` or ``(channels, height, width)``: rows of ``X`` are
         images flattened in C order.
 
-    scaling : {'auto', 'standard', 'minmax'} or None, default='auto'
+    scaling : {'auto', 'robust', 'standard', 'minmax'} or None, default='auto'
         Per-feature scaling learned in ``fit`` and applied before the network.
-        ``'auto'`` is ``'standard'`` (zero mean, unit variance) for the dense
-        architecture. Scores are computed in the scaled space, so every feature
-        counts equally whatever its unit.
+        ``'robust'``: minus the median, divided by the interquartile range / 1.349
+        (the standard deviation where the quartiles coincide), so that outliers
+        in the training data neither shift nor shrink the scale of the normal
+        rows; ``'standard'``: zero mean, unit variance; ``'minmax'``: [0, 1].
+        ``'auto'`` is ``'robust'`` for the dense architecture. Scores are
+        computed in the scaled space, so every feature counts equally whatever
+        its unit.
 
     noise : float, default=None
         Denoising training: the strength of the corruption of the inputs during
@@ -563,6 +611,12 @@ SHARED_PARAMETERS_DOC = """\
 
     weight_decay : float, default=0.0
         Adam's L2 penalty.
+
+    trim_fraction : float in [0, 0.5), default=0.1
+        Robust training: in each mini-batch, this share of the rows with the
+        largest loss is left out of the gradient step (a trimmed mean), so that
+        outliers mixed into the training data are not learned. ``0`` trains on
+        the plain mean. The per-epoch ``loss`` in ``history_`` is the trimmed one.
 
     max_iter : int, default=100
         Maximum number of epochs.

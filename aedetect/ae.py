@@ -11,7 +11,9 @@ class AEDetector(BaseAutoencoderDetector):
     The encoder compresses each row to ``latent_dim_`` numbers and the decoder
     rebuilds it; trained on mostly normal data, the network reconstructs normal
     rows well and unusual rows badly. With ``noise`` set it is a denoising
-    autoencoder. Training minimizes the mean squared error.
+    autoencoder. Training minimizes the mean squared error, trimmed by default:
+    the ``trim_fraction`` worst-reconstructed rows of each mini-batch are left out
+    of the step, so outliers in the training data stay badly reconstructed.
 
     ``score_samples`` is minus the per-row mean squared reconstruction error over
     the features, in the scaled space (``scaling``): with the default standard
@@ -54,10 +56,10 @@ class AEDetector(BaseAutoencoderDetector):
     """
 
     def __init__(self, *, hidden_layer_sizes=None, latent_dim=None, activation="relu",
-                 dropout=0.0, batch_norm=False, architecture="dense", conv_channels=(32, 64),
+                 dropout=0.2, batch_norm=True, architecture="dense", conv_channels=(32, 64),
                  image_shape=None,
                  scaling="auto", noise=None, noise_type="gaussian", batch_size=256,
-                 learning_rate_init=1e-3, weight_decay=0.0, max_iter=100,
+                 learning_rate_init=1e-3, weight_decay=0.0, trim_fraction=0.1, max_iter=100,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=10,
                  tol=1e-4, contamination="auto", device="auto", random_state=None,
                  verbose=0, callbacks=None):
@@ -75,6 +77,7 @@ class AEDetector(BaseAutoencoderDetector):
         self.batch_size = batch_size
         self.learning_rate_init = learning_rate_init
         self.weight_decay = weight_decay
+        self.trim_fraction = trim_fraction
         self.max_iter = max_iter
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
@@ -91,7 +94,7 @@ class AEDetector(BaseAutoencoderDetector):
                            self._make_decoder(self.latent_dim_))
 
     def _train_step(self, x, target, y=None):
-        loss = self._reconstruction_error(self.module_(x), target).mean()
+        loss = self._batch_loss(self._reconstruction_error(self.module_(x), target))
         self._optimize(loss)
         return {"loss": loss.detach()}
 

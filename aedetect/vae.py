@@ -201,10 +201,10 @@ class VAEDetector(BaseAutoencoderDetector):
     }
 
     def __init__(self, *, hidden_layer_sizes=None, latent_dim=None, activation="relu",
-                 dropout=0.0, batch_norm=False, architecture="dense", conv_channels=(32, 64),
+                 dropout=0.2, batch_norm=True, architecture="dense", conv_channels=(32, 64),
                  image_shape=None,
                  scaling="auto", noise=None, noise_type="gaussian", batch_size=256,
-                 learning_rate_init=1e-3, weight_decay=0.0, max_iter=100,
+                 learning_rate_init=1e-3, weight_decay=0.0, trim_fraction=0.1, max_iter=100,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=10,
                  tol=1e-4, contamination="auto", device="auto", random_state=None,
                  verbose=0, callbacks=None, likelihood="gaussian", beta=1.0, n_draws=10,
@@ -223,6 +223,7 @@ class VAEDetector(BaseAutoencoderDetector):
         self.batch_size = batch_size
         self.learning_rate_init = learning_rate_init
         self.weight_decay = weight_decay
+        self.trim_fraction = trim_fraction
         self.max_iter = max_iter
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
@@ -297,8 +298,12 @@ class VAEDetector(BaseAutoencoderDetector):
     def _train_step(self, x, target, y=None):
         mu, log_var = self.module_.encode(x)
         z = mu + torch.exp(0.5 * log_var) * torch.randn_like(mu)
-        reconstruction = -self._log_likelihood(self.module_.decoder(z), target).mean()
-        kl = kl_to_standard_normal(mu, log_var).mean()
+        reconstruction = -self._log_likelihood(self.module_.decoder(z), target)
+        kl = kl_to_standard_normal(mu, log_var)
+        kept = self._kept_rows(reconstruction + self.beta * kl)
+        if kept is not None:
+            reconstruction, kl = reconstruction[kept], kl[kept]
+        reconstruction, kl = reconstruction.mean(), kl.mean()
         loss = reconstruction + self.beta * kl
         self._optimize(loss)
         return {"loss": loss.detach(), "reconstruction": reconstruction.detach(),

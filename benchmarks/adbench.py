@@ -191,9 +191,9 @@ def run_one(path, seed, method, device="cpu", threads=2):
     }
 
 
-def warm_up(threads):
-    """Once per process: pin the torch threads, take a first Adam step and compile
-    PyOD's numba scorer, so that no run's timing includes one-off start-up costs."""
+def warm_up(threads, pyod=True):
+    """Once per process: pin the torch threads, take a first Adam step and (``pyod``)
+    compile PyOD's numba scorer, so that no run's timing includes one-off costs."""
     import torch
 
     torch.set_num_threads(threads)
@@ -201,7 +201,7 @@ def warm_up(threads):
     optimizer = torch.optim.Adam(layer.parameters())
     layer(torch.ones(2, 2)).sum().backward()
     optimizer.step()
-    if _importable("pyod"):
+    if pyod and _importable("pyod"):
         from pyod.utils.stat_models import pairwise_distances_no_broadcast
 
         for dtype in (np.float32, np.float64):
@@ -227,7 +227,8 @@ def run_benchmark(paths, methods, seeds, csv_path, device="cpu", threads=2, jobs
     with open(csv_path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
         writer.writeheader()
-        for row in _execute(tasks, jobs, threads):
+        pyod = any(method.requires == "pyod" for method in methods)
+        for row in _execute(tasks, jobs, threads, pyod):
             writer.writerow(row)
             handle.flush()
             rows.append(row)
@@ -239,13 +240,13 @@ def run_benchmark(paths, methods, seeds, csv_path, device="cpu", threads=2, jobs
     return rows
 
 
-def _execute(tasks, jobs, threads):
+def _execute(tasks, jobs, threads, pyod):
     if jobs == 1:
-        warm_up(threads)
+        warm_up(threads, pyod)
         yield from map(_run_task, tasks)
         return
     context = multiprocessing.get_context("spawn")
-    with context.Pool(jobs, initializer=warm_up, initargs=(threads,)) as pool:
+    with context.Pool(jobs, initializer=warm_up, initargs=(threads, pyod)) as pool:
         yield from pool.imap_unordered(_run_task, tasks)
 
 
@@ -262,33 +263,41 @@ def read_rows(csv_path):
 
 
 def summarize(rows, metric, methods=None):
-    """``{dataset: {method: mean over seeds}}`` plus the methods (``methods`` first, then
-    any other in first-seen order)."""
-    sums, methods = {}, list(methods or [])
+    """``{dataset: {method: mean over seeds}}`` plus the methods that have rows
+    (in the order of ``methods``, then any other in first-seen order)."""
+    sums, seen = {}, []
     for row in rows:
-        if row["method"] not in methods:
-            methods.append(row["method"])
+        if row["method"] not in seen:
+            seen.append(row["method"])
         cell = sums.setdefault(row["dataset"], {}).setdefault(row["method"], [])
         cell.append(row[metric])
+    ordered = [m for m in (methods or []) if m in seen]
+    ordered += [m for m in seen if m not in ordered]
     table = {dataset: {method: float(np.mean(values)) for method, values in cells.items()}
              for dataset, cells in sorted(sums.items(), key=lambda item: item[0].lower())}
-    return table, methods
+    return table, ordered
 
 
-def markdown_table(rows, metric, digits=3, methods=None):
+def markdown_table(rows, metric, digits=3, methods=None, transpose=False):
     """Markdown table of ``metric`` (mean over seeds) per dataset and method, with the
-    mean over datasets as the last line (only over datasets every method finished)."""
+    mean over datasets (only over datasets every method finished). Datasets are rows
+    and methods columns, or the other way round with ``transpose``."""
     table, methods = summarize(rows, metric, methods)
-    lines = ["| dataset | " + " | ".join(methods) + " |",
-             "| --- | " + " | ".join("---:" for _ in methods) + " |"]
-    for dataset, cells in table.items():
-        values = [f"{cells[m]:.{digits}f}" if m in cells else "" for m in methods]
-        lines.append(f"| {dataset} | " + " | ".join(values) + " |")
     complete = [cells for cells in table.values() if all(m in cells for m in methods)]
-    means = [np.mean([cells[m] for cells in complete]) if complete else np.nan
-             for m in methods]
-    lines.append(f"| **mean ({len(complete)} datasets)** | "
-                 + " | ".join(f"**{v:.{digits}f}**" for v in means) + " |")
+    mean_name = f"**mean ({len(complete)} datasets)**"
+    matrix = {dataset: [f"{cells[m]:.{digits}f}" if m in cells else "" for m in methods]
+              for dataset, cells in table.items()}
+    matrix[mean_name] = [f"**{np.mean([c[m] for c in complete]):.{digits}f}**"
+                         if complete else "" for m in methods]
+    if transpose:
+        names = list(matrix)
+        header, body = ["method", *names], [[m, *(matrix[d][i] for d in names)]
+                                            for i, m in enumerate(methods)]
+    else:
+        header, body = ["dataset", *methods], [[d, *values] for d, values in matrix.items()]
+    lines = ["| " + " | ".join(header) + " |",
+             "| --- | " + " | ".join("---:" for _ in header[1:]) + " |"]
+    lines += ["| " + " | ".join(line) + " |" for line in body]
     return "\n".join(lines)
 
 
@@ -324,17 +333,20 @@ def _cpu_name():
     return platform.processor() or "unknown CPU"
 
 
-def write_report(rows, md_path, header_lines, title="ADBench results", methods=None):
+def write_report(rows, md_path, header_lines, title="ADBench results", methods=None,
+                 transpose=False, description="Every method uses its library's default "
+                                              "parameters."):
     seeds = sorted({row["seed"] for row in rows})
     parts = [f"# {title}", "",
              "ADBench unsupervised protocol: stratified 70/30 train/test split per seed "
              f"(seeds {', '.join(map(str, seeds))}), fit on the training part without labels, "
-             "AUC on the test part; each cell is the mean over the seeds. Every method uses "
-             "its library's default parameters.", "", *header_lines, "",
-             "## AUC-ROC", "", markdown_table(rows, "auc_roc", methods=methods), "",
-             "## AUC-PR (average precision)", "", markdown_table(rows, "auc_pr", methods=methods), "",
+             "AUC on the test part; each cell is the mean over the seeds. " + description,
+             "", *header_lines, "",
+             "## AUC-ROC", "", markdown_table(rows, "auc_roc", methods=methods, transpose=transpose), "",
+             "## AUC-PR (average precision)", "", markdown_table(rows, "auc_pr", methods=methods, transpose=transpose), "",
              "## Fit seconds (mean over seeds)", "",
-             markdown_table(rows, "fit_seconds", digits=2, methods=methods), ""]
+             markdown_table(rows, "fit_seconds", digits=2, methods=methods,
+                            transpose=transpose), ""]
     Path(md_path).write_text("\n".join(parts))
 
 
@@ -371,13 +383,15 @@ def build_parser(description=__doc__):
     return parser
 
 
-def main(argv=None, registry=None, name="adbench", title="ADBench results"):
+def main(argv=None, registry=None, name="adbench", title="ADBench results", transpose=False,
+         description=None):
     args = build_parser().parse_args(argv)
     out = Path(args.out)
     csv_path, md_path = out / f"{name}.csv", out / f"{name}.md"
     order = None
     if args.report_only:
         rows = read_rows(csv_path)
+        order = list(registry if registry is not None else default_methods())
     else:
         import torch
 
@@ -398,7 +412,9 @@ def main(argv=None, registry=None, name="adbench", title="ADBench results"):
                             *(sys.argv[1:] if argv is None else argv)])
         header = environment_lines(args.device, args.threads, args.jobs)
         header.append(f"- Command: `{command}`")
-    write_report(rows, md_path, header, title=title, methods=order)
+    options = {} if description is None else {"description": description}
+    write_report(rows, md_path, header, title=title, methods=order, transpose=transpose,
+                 **options)
     print(Path(md_path).read_text())
     return rows
 

@@ -1,0 +1,112 @@
+"""Smoke tests of the benchmark code (benchmarks/) on tiny generated data."""
+
+import csv
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import adbench  # noqa: E402
+import speed  # noqa: E402
+
+HAS_PYOD = importlib.util.find_spec("pyod") is not None
+
+
+@pytest.fixture
+def tiny_dir(tmp_path):
+    """One ADBench-style file: 190 Gaussian inliers and 10 far outliers in 5-D."""
+    rng = np.random.RandomState(0)
+    X = np.vstack([rng.normal(size=(190, 5)), rng.normal(6.0, 1.0, size=(10, 5))])
+    y = np.r_[np.zeros(190, dtype=int), np.ones(10, dtype=int)]
+    np.savez(tmp_path / "7_tiny.npz", X=X.astype(np.float32), y=y)
+    return tmp_path
+
+
+def test_split_is_stratified_and_seeded(tiny_dir):
+    X, y = adbench.load_dataset(tiny_dir / "7_tiny.npz")
+    assert X.dtype == np.float64 and adbench.dataset_name("7_tiny.npz") == "tiny"
+    X_train, X_test, y_train, y_test = adbench.split(X, y, seed=0)
+    assert (len(y_test), int(y_test.sum()), int(y_train.sum())) == (60, 3, 7)
+    np.testing.assert_array_equal(adbench.split(X, y, seed=0)[1], X_test)
+    assert not np.array_equal(adbench.split(X, y, seed=1)[1], X_test)
+
+
+def test_adbench_protocol_end_to_end(tiny_dir):
+    out = tiny_dir / "results"
+    rows = adbench.main([str(tiny_dir), "--out", str(out), "--seeds", "0", "1",
+                         "--methods", "AEDetector", "IsolationForest", "--threads", "1"])
+    assert len(rows) == 4
+    with open(out / "adbench.csv", newline="") as handle:
+        written = list(csv.DictReader(handle))
+    assert [list(row) for row in written[:1]] == [adbench.CSV_FIELDS]
+    assert {(row["method"], row["seed"]) for row in written} == {
+        (m, s) for m in ("AEDetector", "IsolationForest") for s in ("0", "1")}
+    for row in written:
+        # Far outliers: both methods must rank them first (a sign error gives ~0).
+        assert float(row["auc_roc"]) > 0.95 and float(row["auc_pr"]) > 0.6, row
+        assert float(row["fit_seconds"]) > 0 and float(row["score_seconds"]) > 0
+    report = (out / "adbench.md").read_text()
+    assert "| dataset | AEDetector | IsolationForest |" in report
+    assert "**mean (1 datasets)**" in report and "- Versions:" in report
+    # The report can be rebuilt from the CSV alone, keeping the machine description.
+    adbench.main([str(tiny_dir), "--out", str(out), "--report-only"])
+    assert (out / "adbench.md").read_text() == report
+
+
+def test_unknown_method_is_refused(tiny_dir):
+    with pytest.raises(SystemExit, match="Unknown method"):
+        adbench.main([str(tiny_dir), "--out", str(tiny_dir), "--methods", "NoSuchMethod"])
+
+
+def test_markdown_mean_skips_unfinished_datasets():
+    rows = [{"dataset": d, "method": m, "auc_roc": v}
+            for d, m, v in [("a", "X", 0.6), ("a", "Y", 0.8), ("b", "X", 1.0)]]
+    table = adbench.markdown_table(rows, "auc_roc", methods=["Y", "X"])
+    assert table.splitlines()[0] == "| dataset | Y | X |"
+    assert table.splitlines()[-1] == "| **mean (1 datasets)** | **0.800** | **0.600** |"
+
+
+def test_speed_contender_has_pyods_default_architecture():
+    torch.set_num_threads(1)
+    X = speed.synthetic(300)
+    assert X.shape == (300, speed.N_FEATURES) and X.dtype == np.float32
+    detector = speed.make_contender("AE", "aedetect", epochs=2, batch_size=64, device="cpu")
+    seconds = speed.timed_fit(detector, X, "aedetect")
+    assert seconds > 0 and detector.n_iter_ == 2 and "_train" not in vars(detector)
+    assert detector.hidden_layer_sizes_ == (64,) and detector.latent_dim_ == 32
+    widths = [(m.in_features, m.out_features) for m in detector.module_.modules()
+              if isinstance(m, torch.nn.Linear)]
+    assert widths == [(50, 64), (64, 32), (32, 64), (64, 50)]
+    kinds = {type(m).__name__ for m in detector.module_.modules()}
+    assert {"BatchNorm1d", "Dropout"} <= kinds
+
+
+@pytest.mark.skipif(not HAS_PYOD, reason="PyOD is the benchmark extra: pip install "
+                                         "'aedetect[bench]'")
+@pytest.mark.parametrize("pair", ["AE", "VAE"])
+def test_speed_pairs_have_equal_linear_layers(pair):
+    import aedetect
+
+    if speed.PAIRS[pair]["aedetect"][0] not in aedetect.__all__:
+        pytest.skip(f"aedetect does not export the {pair} detector yet")
+    ours = speed.make_contender(pair, "aedetect", 1, 64, "cpu").fit(speed.synthetic(200))
+    theirs = speed.make_contender(pair, "pyod", 1, 64, "cpu")
+    theirs.feature_size = speed.N_FEATURES
+    theirs.build_model()
+
+    def shapes(module):
+        return sorted(tuple(m.weight.shape) for m in module.modules()
+                      if isinstance(m, torch.nn.Linear))
+
+    mine = shapes(ours.module_)
+    if pair == "VAE":
+        # PyOD's separate mean and log-variance heads are our one head of twice the size.
+        mine.remove((2 * ours.latent_dim_, 32))
+        mine += [(ours.latent_dim_, 32)] * 2
+    assert sorted(mine) == shapes(theirs.model)
