@@ -12,13 +12,15 @@ class AEDetector(BaseAutoencoderDetector):
     rebuilds it; trained on mostly normal data, the network reconstructs normal
     rows well and unusual rows badly. With ``noise`` set it is a denoising
     autoencoder. Training minimizes the mean squared error, trimmed by default:
-    the ``trim_fraction`` worst-reconstructed rows of each mini-batch are left out
-    of the step, so outliers in the training data stay badly reconstructed.
+    the share ``trim_fraction`` of each mini-batch's worst-reconstructed rows is
+    left out of the step, so outliers in the training data stay badly reconstructed.
 
     ``score_samples`` is minus the per-row mean squared reconstruction error over
-    the features, in the scaled space (``scaling``): with the default standard
-    scaling every feature carries the same weight whatever its unit, and no other
-    per-feature weighting is applied. Higher means more normal.
+    the features, in the scaled space (``scaling``): with the default robust
+    scaling (median and interquartile range) every feature carries the same weight
+    whatever its unit, and no other per-feature weighting is applied (weighting each
+    feature by its typical training error was measured and lowered the benchmark
+    mean). Higher means more normal.
 
     Parameters
     ----------
