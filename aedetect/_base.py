@@ -328,7 +328,7 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
     @staticmethod
     def _default_hidden_sizes(n_features):
         """Default widths: four times the input, then twice, clipped to [16, 256] and
-        [8, 128] (wide layers reconstruct the bulk of the data well in few epochs)."""
+        [8, 128] (chosen on the ADBench datasets, see ``benchmarks/README.md``)."""
         first = int(np.clip(4 * n_features, 16, 256))
         second = int(np.clip(2 * n_features, 8, 128))
         return (first, second)
