@@ -14,6 +14,8 @@ MLflow is imported lazily: ``import aedetect`` never imports it.
 
 import contextlib
 import os
+import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -36,24 +38,35 @@ class TrackingWarning(UserWarning):
     """MLflow logging failed; the fit itself completed normally."""
 
 
+_LIMITS_LOCK = threading.Lock()
+_limits = {"users": 0, "added": []}
+
+
 @contextlib.contextmanager
 def _http_limits(max_retries, timeout):
     """Bound MLflow's HTTP retries and timeout for the calls inside, then restore.
 
     MLflow reads these environment variables at every request; by default it retries
-    for minutes. Variables the user has set are left as they are.
+    for minutes. Variables the user has set are left as they are; concurrent fits
+    (threads) share one setting, removed when the last one leaves.
     """
     wanted = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": max_retries,
               "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": 1,
               "MLFLOW_HTTP_REQUEST_TIMEOUT": timeout}
-    added = [name for name in wanted if name not in os.environ]
-    for name in added:
-        os.environ[name] = str(wanted[name])
+    with _LIMITS_LOCK:
+        if _limits["users"] == 0:
+            _limits["added"] = [name for name in wanted if name not in os.environ]
+            for name in _limits["added"]:
+                os.environ[name] = str(wanted[name])
+        _limits["users"] += 1
     try:
         yield
     finally:
-        for name in added:
-            os.environ.pop(name, None)
+        with _LIMITS_LOCK:
+            _limits["users"] -= 1
+            if _limits["users"] == 0:
+                for name in _limits["added"]:
+                    os.environ.pop(name, None)
 
 
 def _tracking_uri_is_set():
@@ -193,8 +206,8 @@ class MLflowCallback:
 
     Attributes
     ----------
-    run_id_ : str
-        The run the last fit logged to.
+    run_id_ : str or None
+        The run the last fit logged to (``None`` if it could not open one).
     tracking_uri_ : str
         Its tracking URI.
 
@@ -218,13 +231,14 @@ class MLflowCallback:
         self.timeout = timeout
         self._fit = None
 
+    _OPTIONS = ("client", "experiment_id", "experiment_name", "run_id", "run_name", "tags",
+                "log_plots", "max_retries", "timeout")
+
     def __deepcopy__(self, memo):
         """Copies (``sklearn.base.clone``) share the client and start with no run."""
-        return MLflowCallback(client=self.client, experiment_id=self.experiment_id,
-                              experiment_name=self.experiment_name, run_id=self.run_id,
-                              run_name=self.run_name, tags=dict(self.tags or {}) or None,
-                              log_plots=self.log_plots, max_retries=self.max_retries,
-                              timeout=self.timeout)
+        options = {name: getattr(self, name) for name in self._OPTIONS}
+        options["tags"] = dict(self.tags) if self.tags else None
+        return MLflowCallback(**options)
 
     def __getstate__(self):
         return {**self.__dict__, "_fit": None}
@@ -252,6 +266,7 @@ class MLflowCallback:
     def on_fit_begin(self, detector, X):
         """Open (or join) the run and log the parameters and the dataset."""
         self._fit = _FitLog(X)
+        self.run_id_ = None
         self._attempt("the run (nothing of this fit was logged)", self._open_run, detector)
         self._attempt("the parameters", self._log_start, detector, X)
         self._fit.start = time.perf_counter()  # training_time excludes opening the store
@@ -275,7 +290,7 @@ class MLflowCallback:
         self._fit = None
         if log.error is not None:
             warnings.warn(_failure_message(detector, log, self._uri(log), error), TrackingWarning,
-                          stacklevel=4)
+                          stacklevel=_caller_level())
 
     # ------------------------------------------------------------- the calls
     def _open_run(self, detector):
@@ -393,9 +408,9 @@ class MLflowCallback:
         from mlflow import MlflowClient
         from mlflow.entities import Metric
 
-        if not hasattr(self, "run_id_"):
-            raise ValueError("This MLflowCallback has not logged a fit yet; fit a detector "
-                             "with it first.")
+        if getattr(self, "run_id_", None) is None:
+            raise ValueError("This MLflowCallback has no run: fit a detector with it first "
+                             "(a fit whose run could not be opened leaves run_id_ None).")
         client = self.client or MlflowClient(self.tracking_uri_)
         stamp = int(time.time() * 1000)
         batch = [Metric(key, float(value), stamp, step) for key, value in metrics.items()]
@@ -406,6 +421,15 @@ class MLflowCallback:
             warnings.warn(f"MLflow logging to {self.tracking_uri_} failed ({_short(exc)}); "
                           f"metrics {sorted(metrics)} were not logged.", TrackingWarning,
                           stacklevel=2)
+
+
+def _caller_level():
+    """``stacklevel`` of the first frame outside aedetect and scikit-learn (the fit call)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] in (
+            "aedetect", "sklearn"):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _short(exc, limit=300):
@@ -632,8 +656,6 @@ def log_model(detector, name="model", *, registered_model_name=None, signature=N
     model_info : mlflow.models.model.ModelInfo
         Its ``model_uri`` loads it back with :func:`load_model`.
     """
-    import sys
-
     from mlflow.models import Model
 
     return Model.log(artifact_path=None, name=name, flavor=sys.modules[__name__],

@@ -28,12 +28,15 @@ from sklearn.base import clone
 
 from aedetect import AEDetector, tracking
 from aedetect._base import GLOBAL_CALLBACKS
+from aedetect.plots import plot_loss_curves, plot_score_histogram
 
 mlflow = pytest.importorskip("mlflow")
 from mlflow import MlflowClient  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+# MLflow's advice to log an input example, which the tests leave out on purpose
+pytestmark = pytest.mark.filterwarnings("ignore:.*An input example was not provided")
 HTTP_VARIABLES = ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT",
                   "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR")
 SMALL = {"max_iter": 6, "hidden_layer_sizes": (16, 8), "random_state": 0}
@@ -150,19 +153,18 @@ def test_callback_logs_a_fit_with_one_batch_per_epoch(store):
     assert not any(name in os.environ for name in HTTP_VARIABLES)
 
 
-def test_callback_survives_clone_and_pickle(store, tmp_path, monkeypatch, empty_db):
-    callback = tracking.MLflowCallback(client=store.client, experiment_id=store.experiment_id)
+def test_callback_survives_clone_and_pickle(store):
+    callback = tracking.MLflowCallback(client=store.client, experiment_id=store.experiment_id,
+                                       run_name="a", log_plots=False)
     detector = AEDetector(callbacks=[callback], **SMALL)
     copy = clone(detector).callbacks[0]
     assert copy is not callback and copy.client is store.client
-    assert copy.experiment_id == store.experiment_id
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "mlflow").mkdir()
-    shutil.copy(empty_db, tmp_path / "mlflow" / "mlflow.db")
-    plain = AEDetector(callbacks=[tracking.MLflowCallback(run_name="a")], **SMALL).fit(
-        make_data())  # it holds a client of the default store now
-    restored = pickle.loads(pickle.dumps(plain))
-    assert restored.callbacks[0].run_name == "a"
+    assert copy.experiment_id == store.experiment_id and copy.run_name == "a"
+    X = make_data()
+    detector.fit(X)
+    restored = pickle.loads(pickle.dumps(detector))
+    assert restored.callbacks[0].run_name == "a" and restored.callbacks[0].log_plots is False
+    np.testing.assert_array_equal(restored.score_samples(X), detector.score_samples(X))
 
 
 def test_default_store_with_autolog(tmp_path, monkeypatch, empty_db):
@@ -191,7 +193,7 @@ def test_default_store_with_autolog(tmp_path, monkeypatch, empty_db):
 def test_active_run_then_nested_run_for_a_refit(store, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store.uri)
     X = make_data()
-    tracking.autolog()
+    tracking.autolog(log_plots=False)
     with mlflow.start_run(experiment_id=store.experiment_id) as parent:
         AEDetector(**SMALL).fit(X)
         AEDetector(**{**SMALL, "max_iter": 3}).fit(X)
@@ -282,7 +284,7 @@ def test_save_refuses_parameters_that_need_pickle(tmp_path):
 def test_pyfunc_returns_scores_decisions_and_labels(tmp_path):
     X = pd.DataFrame(make_data(), columns=[f"f{i}" for i in range(5)])
     detector = AEDetector(**SMALL).fit(X)
-    tracking.save_model(detector, tmp_path / "model", input_example=X.iloc[:3])
+    tracking.save_model(detector, tmp_path / "model")
     assert_no_pickle(tmp_path / "model")
     model = mlflow.pyfunc.load_model(str(tmp_path / "model"))
     frame = X.iloc[::-1, ::-1]  # columns out of order: matched by name
@@ -318,17 +320,62 @@ def test_log_model_into_the_active_run(store, monkeypatch, tmp_path):
     X = make_data()
     detector = AEDetector(**SMALL).fit(X)
     with mlflow.start_run(experiment_id=store.experiment_id) as run:
-        info = tracking.log_model(detector, name="model")
+        info = tracking.log_model(detector, name="model", input_example=X[:3])
     assert info.run_id == run.info.run_id and "aedetect" in info.flavors
-    loaded = tracking.load_model(info.model_uri, dst_path=str(tmp_path))
+    loaded = tracking.load_model(info.model_uri, dst_path=str(tmp_path / "a"))
     np.testing.assert_array_equal(loaded.score_samples(X), detector.score_samples(X))
-    assert_no_pickle(tmp_path)
+    assert_no_pickle(tmp_path / "a")
+    by_run = tracking.load_model(f"runs:/{run.info.run_id}/model", dst_path=str(tmp_path / "b"))
+    np.testing.assert_array_equal(by_run.score_samples(X), detector.score_samples(X))
+    mlflow.pyfunc.save_model(tmp_path / "other", python_model=str(tracking._PYFUNC_CODE),
+                             pip_requirements=["aedetect"])
+    with pytest.raises(ValueError, match="no 'aedetect' flavor"):
+        tracking.load_model(str(tmp_path / "other"))
+
+
+def test_deleted_experiment_is_reported_not_raised(store):
+    experiment_id = store.client.create_experiment("deleted")
+    store.client.delete_experiment(experiment_id)
+    callback = tracking.MLflowCallback(client=store.client, experiment_name="deleted")
+    with pytest.warns(tracking.TrackingWarning, match="experiment 'deleted' is deleted"):
+        detector = AEDetector(**{**SMALL, "max_iter": 2}).set_params(callbacks=[callback])
+        detector.fit(make_data())
+    assert callback.run_id_ is None and detector.n_iter_ == 2
+
+
+def test_plots_draw_curves_and_threshold():
+    X = make_data()
+    y = np.zeros(len(X), dtype=int)
+    y[:8] = 1
+    detector = AEDetector(early_stopping=True, **SMALL).fit(X)
+    fig = plot_loss_curves(detector.history_, best_epoch=detector.best_epoch_)
+    ax = fig.axes[0]
+    assert [line.get_label() for line in ax.get_lines()] == [
+        "loss", "val_loss", f"best epoch ({detector.best_epoch_})"]
+    np.testing.assert_array_equal(ax.get_lines()[0].get_ydata(), detector.loss_curve_)
+    scores = detector.score_samples(X)
+    fig = plot_score_histogram(scores, detector.offset_, y=y)
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    flagged = np.mean(scores < detector.offset_)
+    assert labels == ["inliers (152)", "outliers (8)",
+                      f"offset_ = {detector.offset_:.4g} ({flagged:.1%} flagged)"]
+    with pytest.raises(ValueError, match="y has 3 values"):
+        plot_score_histogram(scores, y=[0, 1, 0])
+
+
+def test_import_aedetect_does_not_import_mlflow():
+    code = ("import sys, aedetect, aedetect.tracking, aedetect.plots; "
+            "assert 'mlflow' not in sys.modules and 'matplotlib' not in sys.modules")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
 
 
 # ------------------------------------------------------------ real servers
 def start_server(args, cwd, port, env=None, wait=120):
     """Start an MLflow server process on 127.0.0.1:port; wait until it answers."""
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+           # `mlflow models serve` runs `uvicorn` from PATH: the one beside this Python
+           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
            **(env or {})}
     process = subprocess.Popen([sys.executable, "-m", "mlflow", *args, "--host", "127.0.0.1",
@@ -470,6 +517,7 @@ def test_serving_answers_invocations_and_rejects_bad_payloads(tmp_path):
                                              "params": {"output": "score"}}))
         assert status == 200 and list(body["predictions"][0]) == ["score"]
         for bad in ("{not json", json.dumps({"inputs": [[1.0, 2.0]]}),
+                    json.dumps({"inputs": [[float("nan"), 1.0, 2.0, 3.0, 4.0]]}),
                     json.dumps({"inputs": [["a", "b", "c", "d", "e"]]}),
                     json.dumps({"inputs": X[:2].tolist(), "params": {"output": "proba"}})):
             status, body = post(url, bad)
