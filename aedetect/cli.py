@@ -55,7 +55,8 @@ def demo(args):
 
 def _print_tracking(callback):
     """Say where the demo's MLflow run is and how to look at it."""
-    from .tracking import DEFAULT_TRACKING_URI, _default_store_uri
+    from .tracking import DEFAULT_TRACKING_URI
+    from .tracking._store import _default_store_uri
 
     run_id = callback.run_id_
     if run_id is None:

@@ -59,8 +59,19 @@ def plot_loss_curves(history, *, best_epoch=None, ax=None, title="Training"):
     return ax.figure
 
 
-def plot_score_histogram(scores, offset=None, *, y=None, bins=50, ax=None,
-                         title="score_samples"):
+def _lower_limit(scores, offset, clip_quantile):
+    """Left end of the histogram: the ``clip_quantile`` of the scores, kept left of
+    ``offset`` with a small margin, never below the lowest score."""
+    if clip_quantile is None:
+        return scores.min()
+    low = np.quantile(scores, clip_quantile)
+    if offset is not None:
+        low = min(low, offset - 0.02 * (scores.max() - offset))
+    return max(scores.min(), low)
+
+
+def plot_score_histogram(scores, offset=None, *, y=None, bins=50, clip_quantile=0.01,
+                         ax=None, title="score_samples"):
     """Histogram of normality scores with the decision threshold.
 
     Parameters
@@ -74,6 +85,10 @@ def plot_score_histogram(scores, offset=None, *, y=None, bins=50, ax=None,
         :mod:`aedetect.datasets`: draws inliers and outliers separately.
     bins : int, default=50
         Number of bins shared by all groups.
+    clip_quantile : float or None, default=0.01
+        Scores are heavy-tailed on the outlier side: rows below this quantile
+        (and below ``offset``) are drawn in the first bin, and the legend says
+        how many. ``None`` shows the full range.
     ax : matplotlib.axes.Axes, default=None
         Axes to draw into; ``None`` makes a new figure.
     title : str, default="score_samples"
@@ -87,7 +102,11 @@ def plot_score_histogram(scores, offset=None, *, y=None, bins=50, ax=None,
     if scores.size == 0 or not np.all(np.isfinite(scores)):
         raise ValueError("scores must be a non-empty array of finite numbers.")
     ax = _axes(ax)
-    edges = np.histogram_bin_edges(scores, bins=bins)
+    flagged = None if offset is None else float(np.mean(scores < offset))
+    low = _lower_limit(scores, offset, clip_quantile)
+    n_clipped = int(np.sum(scores < low))
+    edges = np.histogram_bin_edges(scores, bins=bins, range=(low, scores.max()))
+    scores = np.maximum(scores, low)
     if y is None:
         ax.hist(scores, bins=edges, color="tab:blue", alpha=0.8, label="all rows")
     else:
@@ -98,8 +117,9 @@ def plot_score_histogram(scores, offset=None, *, y=None, bins=50, ax=None,
                 label=f"inliers ({(~outlier).sum()})")
         ax.hist(scores[outlier], bins=edges, color="tab:orange", alpha=0.6,
                 label=f"outliers ({outlier.sum()})")
+    if n_clipped:
+        ax.plot([], [], " ", label=f"{n_clipped} rows below {low:.4g} in the first bin")
     if offset is not None:
-        flagged = float(np.mean(scores < offset))
         ax.axvline(offset, color="tab:red", linestyle="--",
                    label=f"offset_ = {offset:.4g} ({flagged:.1%} flagged)")
     ax.set_xlabel("score (higher = more normal)")

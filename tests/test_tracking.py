@@ -29,6 +29,7 @@ from sklearn.base import clone
 from aedetect import AEDetector, tracking
 from aedetect._base import GLOBAL_CALLBACKS
 from aedetect.plots import plot_loss_curves, plot_score_histogram
+from aedetect.tracking._flavor import _PYFUNC_CODE as PYFUNC_CODE
 
 mlflow = pytest.importorskip("mlflow")
 from mlflow import MlflowClient  # noqa: E402
@@ -327,7 +328,7 @@ def test_log_model_into_the_active_run(store, monkeypatch, tmp_path):
     assert_no_pickle(tmp_path / "a")
     by_run = tracking.load_model(f"runs:/{run.info.run_id}/model", dst_path=str(tmp_path / "b"))
     np.testing.assert_array_equal(by_run.score_samples(X), detector.score_samples(X))
-    mlflow.pyfunc.save_model(tmp_path / "other", python_model=str(tracking._PYFUNC_CODE),
+    mlflow.pyfunc.save_model(tmp_path / "other", python_model=str(PYFUNC_CODE),
                              pip_requirements=["aedetect"])
     with pytest.raises(ValueError, match="no 'aedetect' flavor"):
         tracking.load_model(str(tmp_path / "other"))
@@ -354,11 +355,19 @@ def test_plots_draw_curves_and_threshold():
         "loss", "val_loss", f"best epoch ({detector.best_epoch_})"]
     np.testing.assert_array_equal(ax.get_lines()[0].get_ydata(), detector.loss_curve_)
     scores = detector.score_samples(X)
-    fig = plot_score_histogram(scores, detector.offset_, y=y)
+    fig = plot_score_histogram(scores, detector.offset_, y=y, clip_quantile=None)
     labels = fig.axes[0].get_legend_handles_labels()[1]
     flagged = np.mean(scores < detector.offset_)
-    assert labels == ["inliers (152)", "outliers (8)",
-                      f"offset_ = {detector.offset_:.4g} ({flagged:.1%} flagged)"]
+    offset_label = f"offset_ = {detector.offset_:.4g} ({flagged:.1%} flagged)"
+    assert labels == ["inliers (152)", "outliers (8)", offset_label]
+    # the default clips the heavy outlier tail at the 1% quantile, left of offset_
+    ax = plot_score_histogram(scores, detector.offset_, y=y).axes[0]
+    low = min(np.quantile(scores, 0.01),
+              detector.offset_ - 0.02 * (scores.max() - detector.offset_))
+    n_low = int(np.sum(scores < low))
+    assert n_low >= 1 and ax.get_legend_handles_labels()[1][2:] == [
+        f"{n_low} rows below {low:.4g} in the first bin", offset_label]
+    assert sum(patch.get_height() for patch in ax.patches) == len(X)
     with pytest.raises(ValueError, match="y has 3 values"):
         plot_score_histogram(scores, y=[0, 1, 0])
 
@@ -385,7 +394,8 @@ def start_server(args, cwd, port, env=None, wait=120):
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"mlflow {args[0]} exited: {process.stderr.read().decode()[-2000:]}")
+            error = process.stderr.read().decode()[-2000:]
+            raise RuntimeError(f"mlflow {args[0]} exited: {error}")
         for path in ("/health", "/ping"):
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1):

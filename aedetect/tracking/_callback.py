@@ -1,145 +1,14 @@
-"""MLflow for aedetect: tracked training runs and the ``aedetect`` model flavor.
+"""Tracked training: :class:`MLflowCallback` and the :func:`autolog` switch."""
 
-Tracking is a fit callback, :class:`MLflowCallback`, and :func:`autolog`, a switch that
-attaches one to every detector's fit. Each fit logs its parameters, the dataset shape,
-one batch of metrics per epoch (every loss component, ``val_loss``, ``epoch_time``),
-the final ``offset``, ``training_time``, ``best_epoch``, and plots.
-
-The flavor (:func:`save_model`, :func:`log_model`, :func:`load_model`) stores a
-detector as safetensors weights plus a JSON config (no pickle) and a pyfunc that
-returns a DataFrame of scores, decision values and labels.
-
-MLflow is imported lazily: ``import aedetect`` never imports it.
-"""
-
-import contextlib
-import os
 import sys
-import threading
 import time
 import warnings
-from pathlib import Path
 
-from . import _base
+from .. import _base
+from ._store import TrackingWarning, _http_limits, get_experiment_id, get_tracking_uri
 
-#: Tracking store used when MLflow has no tracking URI configured (relative to the
-#: working directory), with artifacts in :data:`DEFAULT_ARTIFACT_LOCATION`.
-DEFAULT_TRACKING_URI = "sqlite:///mlflow/mlflow.db"
-DEFAULT_ARTIFACT_LOCATION = "mlflow/artifacts"
-#: Experiment of the runs aedetect creates, unless told otherwise.
-DEFAULT_EXPERIMENT_NAME = "aedetect"
-FLAVOR_NAME = "aedetect"
 #: Run tag naming the detector whose fit a run holds.
 DETECTOR_TAG = "aedetect.detector"
-_PYFUNC_CODE = Path(__file__).with_name("_pyfunc_model.py")
-
-
-class TrackingWarning(UserWarning):
-    """MLflow logging failed; the fit itself completed normally."""
-
-
-_LIMITS_LOCK = threading.Lock()
-_limits = {"users": 0, "added": []}
-
-
-@contextlib.contextmanager
-def _http_limits(max_retries, timeout):
-    """Bound MLflow's HTTP retries and timeout for the calls inside, then restore.
-
-    MLflow reads these environment variables at every request; by default it retries
-    for minutes. Variables the user has set are left as they are; concurrent fits
-    (threads) share one setting, removed when the last one leaves.
-    """
-    wanted = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": max_retries,
-              "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": 1,
-              "MLFLOW_HTTP_REQUEST_TIMEOUT": timeout}
-    with _LIMITS_LOCK:
-        if _limits["users"] == 0:
-            _limits["added"] = [name for name in wanted if name not in os.environ]
-            for name in _limits["added"]:
-                os.environ[name] = str(wanted[name])
-        _limits["users"] += 1
-    try:
-        yield
-    finally:
-        with _LIMITS_LOCK:
-            _limits["users"] -= 1
-            if _limits["users"] == 0:
-                for name in _limits["added"]:
-                    os.environ.pop(name, None)
-
-
-def _tracking_uri_is_set():
-    try:
-        from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
-    except ImportError:  # MLflow moved its helper: fall back on the documented variable
-        return bool(os.environ.get("MLFLOW_TRACKING_URI"))
-    return is_tracking_uri_set()
-
-
-def _default_store_uri():
-    """:data:`DEFAULT_TRACKING_URI` made absolute (MLflow caches stores by URI)."""
-    return f"sqlite:///{Path(DEFAULT_TRACKING_URI[len('sqlite:///'):]).resolve()}"
-
-
-def get_tracking_uri():
-    """The tracking URI aedetect logs to when not given a client.
-
-    MLflow's own when one is configured (``MLFLOW_TRACKING_URI`` or
-    ``mlflow.set_tracking_uri``), else :data:`DEFAULT_TRACKING_URI` in the working
-    directory, as an absolute URI (its ``mlflow/`` directory is created).
-
-    Returns
-    -------
-    uri : str
-    """
-    import mlflow
-
-    if _tracking_uri_is_set():
-        return mlflow.get_tracking_uri()
-    Path(DEFAULT_ARTIFACT_LOCATION).mkdir(parents=True, exist_ok=True)
-    return _default_store_uri()
-
-
-def get_experiment_id(client=None, name=None):
-    """Id of the experiment ``name``, created when missing (never experiment 0).
-
-    Parameters
-    ----------
-    client : mlflow.MlflowClient, default=None
-        ``None`` uses a client of :func:`get_tracking_uri`.
-    name : str, default=None
-        ``None``: ``MLFLOW_EXPERIMENT_ID`` if set, else ``MLFLOW_EXPERIMENT_NAME``,
-        else ``"aedetect"``. In the default store its artifacts go to
-        ``mlflow/artifacts``.
-
-    Returns
-    -------
-    experiment_id : str
-    """
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    client = client or MlflowClient(get_tracking_uri())
-    if name is None and os.environ.get("MLFLOW_EXPERIMENT_ID"):
-        return os.environ["MLFLOW_EXPERIMENT_ID"]
-    name = name or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT_NAME
-    experiment = client.get_experiment_by_name(name)
-    if experiment is None:
-        location = None
-        if client.tracking_uri in (DEFAULT_TRACKING_URI, _default_store_uri()):
-            location = str(Path(DEFAULT_ARTIFACT_LOCATION).resolve())
-        try:
-            return client.create_experiment(name, artifact_location=location)
-        except MlflowException:  # created meanwhile by another process
-            experiment = client.get_experiment_by_name(name)
-            if experiment is None:
-                raise
-    if experiment.lifecycle_stage != "active":
-        raise ValueError(f"MLflow experiment {name!r} is deleted; restore it with "
-                         f"MlflowClient().restore_experiment({experiment.experiment_id!r}) "
-                         "or choose another experiment.")
-    return experiment.experiment_id
 
 
 class _FitLog:
@@ -329,7 +198,7 @@ class MLflowCallback:
         from mlflow.entities import DatasetInput, InputTag, Param, RunTag
         from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
-        from . import __version__
+        from .. import __version__
 
         params = {name: value for name, value in detector.get_params(deep=False).items()
                   if name != "callbacks"}
@@ -367,7 +236,7 @@ class MLflowCallback:
                                    tags=[RunTag("aedetect.device", str(detector.device_))])
 
     def _log_plots(self, detector, X):
-        from .plots import plot_loss_curves, plot_score_histogram
+        from ..plots import plot_loss_curves, plot_score_histogram
 
         name = type(detector).__name__
         figures = {
@@ -528,174 +397,3 @@ class autolog:  # noqa: N801 - a function-like switch, as mlflow.sklearn.autolog
         _install_autolog(self._previous)
         return False
 
-
-# ------------------------------------------------------------------ flavor
-def _pinned(package):
-    from importlib.metadata import version
-
-    return f"{package}=={version(package).split('+')[0]}"
-
-
-def get_default_pip_requirements():
-    """The pip requirements written with a saved model (no inference: it is slow).
-
-    Returns
-    -------
-    requirements : list of str
-        aedetect, mlflow, torch, scikit-learn, safetensors, numpy and pandas, pinned
-        to the installed versions (torch without its local build suffix).
-    """
-    from . import __version__
-
-    packages = ("mlflow", "torch", "scikit-learn", "safetensors", "numpy", "pandas")
-    return [f"aedetect=={__version__}", *(_pinned(package) for package in packages)]
-
-
-def infer_signature(detector):
-    """The model signature of a fitted detector's pyfunc.
-
-    Inputs are float64: named columns when the detector was fitted on a DataFrame
-    with string column names, else a tensor of shape ``(-1, n_features_in_)``
-    (accepting arrays and DataFrames). Outputs are ``score``, ``decision`` (double)
-    and ``label`` (long); the parameter ``output`` selects them.
-
-    Returns
-    -------
-    signature : mlflow.models.ModelSignature
-    """
-    import numpy as np
-    from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
-
-    names = getattr(detector, "feature_names_in_", None)
-    if names is not None:
-        inputs = Schema([ColSpec("double", str(name)) for name in names])
-    else:
-        inputs = Schema([TensorSpec(np.dtype("float64"), (-1, detector.n_features_in_))])
-    outputs = Schema([ColSpec("double", "score"), ColSpec("double", "decision"),
-                      ColSpec("long", "label")])
-    params = ParamSchema([ParamSpec("output", "string", "all")])
-    return ModelSignature(inputs=inputs, outputs=outputs, params=params)
-
-
-def save_model(detector, path, *, mlflow_model=None, signature=None, input_example=None,
-               pip_requirements=None, extra_pip_requirements=None, metadata=None):
-    """Save a fitted detector as an MLflow model directory, with no pickle in it.
-
-    The directory holds the ``aedetect`` flavor (``artifacts/detector``: JSON config
-    plus safetensors weights) and a ``python_function`` flavor whose code is
-    ``aedetect/_pyfunc_model.py`` (models-from-code).
-
-    Parameters
-    ----------
-    detector : BaseAutoencoderDetector
-        A fitted detector. Its ``callbacks`` are not saved; a parameter that is not
-        plain data (a ``RandomState``, a torch distribution) raises ``ValueError``.
-    path : str or path-like
-        Directory to create; it must not exist or be empty.
-    mlflow_model : mlflow.models.Model, default=None
-        Model configuration to add the flavors to (used by :func:`log_model`).
-    signature : mlflow.models.ModelSignature, default=None
-        ``None``: :func:`infer_signature`.
-    input_example : DataFrame or ndarray, default=None
-        A few rows stored with the model (shown in the UI, used to validate serving).
-    pip_requirements : list of str, default=None
-        ``None``: :func:`get_default_pip_requirements`.
-    extra_pip_requirements : list of str, default=None
-        Added to the requirements.
-    metadata : dict, default=None
-        Custom metadata written to the ``MLmodel`` file.
-    """
-    import tempfile
-
-    import mlflow.pyfunc
-    from mlflow.models import Model
-
-    from . import __version__
-    from ._persistence import save_detector
-
-    mlflow_model = mlflow_model if mlflow_model is not None else Model()
-    requirements = list(pip_requirements or get_default_pip_requirements())
-    requirements += list(extra_pip_requirements or [])
-    with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp, "detector")
-        save_detector(detector, data)
-        mlflow_model.add_flavor(FLAVOR_NAME, aedetect_version=__version__, data="artifacts/detector",
-                                detector_class=type(detector).__name__)
-        mlflow.pyfunc.save_model(
-            str(path), python_model=str(_PYFUNC_CODE), artifacts={"detector": str(data)},
-            mlflow_model=mlflow_model, signature=signature or infer_signature(detector),
-            input_example=input_example, pip_requirements=requirements, metadata=metadata)
-
-
-def log_model(detector, name="model", *, registered_model_name=None, signature=None,
-              input_example=None, pip_requirements=None, extra_pip_requirements=None,
-              metadata=None, **kwargs):
-    """Log a fitted detector as an MLflow model of the active run.
-
-    Like ``mlflow.sklearn.log_model``: it logs into the active run (see
-    ``mlflow.start_run``), or ``run_id=...``; the arguments are those of
-    :func:`save_model` plus MLflow's (``registered_model_name``, ``params``,
-    ``tags``, ``run_id``, ...).
-
-    Parameters
-    ----------
-    detector : BaseAutoencoderDetector
-        A fitted detector.
-    name : str, default="model"
-        Name of the model.
-    registered_model_name : str, default=None
-        Also register it under this name in the model registry.
-    signature, input_example, pip_requirements, extra_pip_requirements, metadata
-        As in :func:`save_model`.
-    **kwargs
-        Passed to ``mlflow.models.Model.log``.
-
-    Returns
-    -------
-    model_info : mlflow.models.model.ModelInfo
-        Its ``model_uri`` loads it back with :func:`load_model`.
-    """
-    from mlflow.models import Model
-
-    return Model.log(artifact_path=None, name=name, flavor=sys.modules[__name__],
-                     flavor_name=FLAVOR_NAME,
-                     registered_model_name=registered_model_name, detector=detector,
-                     signature=signature, input_example=input_example,
-                     pip_requirements=pip_requirements,
-                     extra_pip_requirements=extra_pip_requirements, metadata=metadata,
-                     **kwargs)
-
-
-def load_model(model_uri, dst_path=None, device=None):
-    """Load a detector saved by :func:`save_model` or :func:`log_model`.
-
-    Parameters
-    ----------
-    model_uri : str
-        A local path, ``runs:/<run_id>/<name>``, ``models:/<model_id>``,
-        ``models:/<registered name>/<version>``, or any artifact URI.
-    dst_path : str, default=None
-        Where to download remote models; ``None`` uses a temporary directory.
-    device : str or torch.device, default=None
-        Where to put the network; ``None``: the fitted device when available, else
-        the CPU.
-
-    Returns
-    -------
-    detector : BaseAutoencoderDetector
-        The fitted detector, scoring exactly as the saved one.
-    """
-    from mlflow.artifacts import download_artifacts
-    from mlflow.models import Model
-
-    from ._persistence import load_detector
-
-    local = Path(model_uri)
-    if not local.is_dir():
-        local = Path(download_artifacts(artifact_uri=str(model_uri), dst_path=dst_path))
-    flavors = Model.load(str(local)).flavors
-    if FLAVOR_NAME not in flavors:
-        raise ValueError(f"The model at {model_uri} has no {FLAVOR_NAME!r} flavor (it has "
-                         f"{', '.join(flavors)}); it was not saved by aedetect.tracking.")
-    return load_detector(local / flavors[FLAVOR_NAME]["data"], device=device)
