@@ -42,6 +42,10 @@ from .thresholds import contamination_offset
 #: Bytes of activations one scoring chunk may use (inputs, hidden layers, outputs).
 SCORING_MEMORY_BUDGET = 64 * 2**20
 
+#: Callbacks every fit runs after the detector's own ``callbacks`` (the switch of
+#: ``aedetect.tracking.autolog`` lives here).
+GLOBAL_CALLBACKS = []
+
 
 def resolve_device(device):
     """``"auto"`` -> cuda, then mps, then cpu; any other string must name an available device."""
@@ -138,7 +142,7 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
         saved_state = dict(self.__dict__)
-        callbacks = list(self.callbacks or [])
+        callbacks = list(self.callbacks or []) + GLOBAL_CALLBACKS
         error = None
         try:
             fork_devices = [device.index] if device.type == "cuda" else []
