@@ -1,7 +1,8 @@
 """aedetect: outlier detection with autoencoders, as scikit-learn estimators."""
 
+from .aae import AAEDetector
 from .ae import AEDetector
 
 __version__ = "0.1.0"
 
-__all__ = ["AEDetector"]
+__all__ = ["AEDetector", "AAEDetector"]
