@@ -13,35 +13,46 @@ from torch import nn
 from torch.nn import functional as F
 
 from ._base import BaseAutoencoderDetector, fill_docstring
-from .networks import Discriminator, LabelConditionedDecoder
+from .networks import Discriminator, LabelConditioned
 from .priors import make_prior
 
 #: Real labels of the discriminator (one-sided label smoothing: prior draws are "0.9 real").
 REAL_LABEL = 0.9
 #: Adam's betas for the two adversarial optimizers (the usual GAN setting).
 ADVERSARIAL_BETAS = (0.5, 0.999)
+#: Prior draws of the fixed bank used for the validation loss during training.
+N_BANK = 1024
+#: Weight of the discriminator's advantage in the watched loss (see ``AAEDetector``).
+ADVANTAGE_WEIGHT = 0.25
 #: Smallest batch the network scores (see :func:`_padded`).
 MIN_ROWS = 4
 
 
 class AdversarialAutoencoder(nn.Module):
-    """Encoder, (label-conditioned) decoder, code discriminator and prior."""
+    """Encoder, decoder, code discriminator and prior.
 
-    def __init__(self, encoder, decoder, discriminator, prior):
+    With ``n_classes > 0`` the decoder and the discriminator also see the one-hot
+    class (:class:`~aedetect.networks.LabelConditioned`): the discriminator then
+    tells ``(prior draw, class)`` pairs from ``(code, class)`` pairs, which pushes the
+    codes of every class to the same prior, so the code carries no class.
+    """
+
+    def __init__(self, encoder, decoder, discriminator, prior, n_classes=0):
         super().__init__()
+        self.n_classes = int(n_classes)
+        if self.n_classes:
+            decoder = LabelConditioned(decoder, self.n_classes)
+            discriminator = LabelConditioned(discriminator, self.n_classes)
         self.encoder = encoder
         self.decoder = decoder
         self.discriminator = discriminator
         self.prior = prior
 
-    @property
-    def n_classes(self):
-        return getattr(self.decoder, "n_classes", 0)
-
     def decode(self, z, labels=None):
-        if self.n_classes:
-            return self.decoder(z, labels)
-        return self.decoder(z)
+        return self.decoder(z, labels) if self.n_classes else self.decoder(z)
+
+    def discriminate(self, z, labels=None):
+        return self.discriminator(z, labels) if self.n_classes else self.discriminator(z)
 
 
 def _padded(function, x):
@@ -290,15 +301,12 @@ default='normal'
 
     def _build(self, input_shape):
         d = self.latent_dim_
-        if self.conditional:
-            n_classes = len(self.classes_)
-            decoder = LabelConditionedDecoder(self._make_decoder(d + n_classes), n_classes)
-        else:
-            decoder = self._make_decoder(d)
-        discriminator = Discriminator(d, tuple(self.discriminator_layer_sizes))
+        n_classes = len(self.classes_) if self.conditional else 0
+        decoder = self._make_decoder(d + n_classes)
+        discriminator = Discriminator(d + n_classes, tuple(self.discriminator_layer_sizes))
         return AdversarialAutoencoder(self._make_encoder(d), decoder, discriminator,
                                       make_prior(self.prior, d, self.prior_scale,
-                                                 self.n_prior_components))
+                                                 self.n_prior_components), n_classes)
 
     def _make_optimizers(self, module):
         """Adam for the autoencoder; Adam with GAN betas for the two adversarial steps."""
@@ -319,31 +327,38 @@ default='normal'
         reconstruction_loss = _squared_error(net.decode(codes, y), target).mean()
         self._optimize(reconstruction_loss, "autoencoder")
         # 2a. discriminator: prior draws are real (smoothed label), codes are fake.
-        real = net.discriminator(net.prior.sample(codes.shape[0]))
-        fake = net.discriminator(codes.detach())
+        real = net.discriminate(net.prior.sample(codes.shape[0]), y)
+        fake = net.discriminate(codes.detach(), y)
         discriminator_loss = (
             F.binary_cross_entropy_with_logits(real, torch.full_like(real, REAL_LABEL))
             + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))
         self._optimize(discriminator_loss, "discriminator")
         # 2b. generator: the encoder learns to make its codes pass for prior draws.
-        fooled = net.discriminator(net.encoder(x))
+        fooled = net.discriminate(net.encoder(x), y)
         generator_loss = F.binary_cross_entropy_with_logits(fooled, torch.ones_like(fooled))
         self._optimize(generator_loss, "generator")
         accuracy = 0.5 * ((real > 0).float().mean() + (fake < 0).float().mean())
-        return {"loss": reconstruction_loss.detach(),
+        advantage = 2 * math.log(2) - F.softplus(-real).mean() - F.softplus(fake).mean()
+        return {"loss": (reconstruction_loss + ADVANTAGE_WEIGHT * advantage).detach(),
                 "reconstruction": reconstruction_loss.detach(),
                 "discriminator": discriminator_loss.detach(),
                 "generator": generator_loss.detach(),
-                "discriminator_accuracy": accuracy.detach()}
+                "discriminator_accuracy": accuracy.detach(),
+                "discriminator_advantage": advantage.detach()}
 
     def _train(self, X_train, y_train, X_val, callbacks):
-        """The base loop, then the noise variance of the reconstructions.
+        """The base loop, then ``reconstruction_variance_`` for the combined score.
 
-        While training, ``reconstruction_variance_`` is ``None`` and scores are minus
-        the reconstruction error, so early stopping watches the reconstruction.
+        While training, ``reconstruction_variance_`` is ``None`` and the scores the
+        base turns into the validation loss follow the watched ``loss``: minus the
+        reconstruction error and the weighted discriminator's advantage
+        (:meth:`_advantage`).
         """
         self.reconstruction_variance_ = None
+        if X_val is not None:
+            self._prior_bank = self.module_.prior.sample(N_BANK)
         super()._train(X_train, y_train, X_val, callbacks)
+        self.__dict__.pop("_prior_bank", None)
         self.module_.eval()
         total = 0.0
         with torch.inference_mode():
@@ -352,26 +367,42 @@ default='normal'
                 total += float(self._reconstruction_errors(codes, batch)[0].sum())
         self.reconstruction_variance_ = max(total / X_train.shape[0], 1e-12)
 
+    def _advantage(self, codes, labels):
+        """Each code's share of the discriminator's advantage ``2 log 2 - L_D``.
+
+        ``L_D`` is the discriminator's cross-entropy with hard labels: the prior half
+        on the fixed bank of prior draws (with classes cycling through ``classes_``
+        when conditional), the code half on ``codes``. The mean over the rows is the
+        advantage: 0 when the discriminator cannot tell codes from prior draws,
+        ``2 * JS(codes, prior)`` for an optimal discriminator.
+        """
+        net, bank = self.module_, self._prior_bank
+        bank_labels = torch.arange(bank.shape[0], device=bank.device) % max(net.n_classes, 1)
+        prior_half = math.log(2) - F.softplus(-net.discriminate(bank, bank_labels)).mean()
+        return prior_half + math.log(2) - F.softplus(net.discriminate(codes, labels))
+
     # --------------------------------------------------------------- scoring
     def _reconstruction_errors(self, codes, x):
-        """Per-row squared error, and the reconstruction; the best class when conditional."""
+        """Per-row squared error, reconstruction and class index (``None`` unless
+        conditional, where each row takes the class that reconstructs it best)."""
         net = self.module_
         if not net.n_classes:
             reconstruction = net.decode(codes)
-            return _squared_error(reconstruction, x), reconstruction
-        best_error, best = None, None
+            return _squared_error(reconstruction, x), reconstruction, None
+        best = None
         for k in range(net.n_classes):
             labels = torch.full((codes.shape[0],), k, dtype=torch.long, device=codes.device)
             reconstruction = net.decode(codes, labels)
             error = _squared_error(reconstruction, x)
             if best is None:
-                best_error, best = error, reconstruction
-            else:
-                better = error < best_error
-                best_error = torch.where(better, error, best_error)
-                mask = better.view(-1, *([1] * (x.dim() - 1)))
-                best = torch.where(mask, reconstruction, best)
-        return best_error, best
+                best = [error, reconstruction, labels]
+                continue
+            better = error < best[0]
+            mask = better.view(-1, *([1] * (x.dim() - 1)))
+            best = [torch.where(better, error, best[0]),
+                    torch.where(mask, reconstruction, best[1]),
+                    torch.where(better, labels, best[2])]
+        return tuple(best)
 
     def _score_batch(self, x):
         return _padded(self._scores, x)
@@ -379,10 +410,13 @@ default='normal'
     def _scores(self, x):
         net = self.module_
         codes = net.encoder(x)
-        if self.score_type == "latent" and self.reconstruction_variance_ is not None:
+        if self.reconstruction_variance_ is None:  # training: the validation loss
+            error, _, labels = self._reconstruction_errors(codes, x)
+            return -(error + ADVANTAGE_WEIGHT * self._advantage(codes, labels))
+        if self.score_type == "latent":
             return net.prior.latent_score(codes)
         error = self._reconstruction_errors(codes, x)[0]
-        if self.score_type == "reconstruction" or self.reconstruction_variance_ is None:
+        if self.score_type == "reconstruction":
             return -error
         n_features, latent_dim = math.prod(self.input_shape_), self.latent_dim_
         deviation = n_features * error / self.reconstruction_variance_

@@ -135,18 +135,19 @@ class Discriminator(nn.Module):
         return self.head(self.body(z)).squeeze(-1)
 
 
-class LabelConditionedDecoder(nn.Module):
-    """A decoder fed with a code and a class: ``decoder(concat(z, one_hot(labels)))``.
+class LabelConditioned(nn.Module):
+    """Feed a class to a module: ``module(concat(z, one_hot(labels)))``.
 
-    ``decoder`` must accept codes of size ``latent_dim + n_classes`` (build it with that
-    input size); ``labels`` are integer class indices in ``[0, n_classes)``.
+    Conditions a decoder (code + class -> output) or a discriminator (code + class ->
+    logit). ``module`` must accept inputs of size ``in_dim + n_classes`` (build it with
+    that input size); ``labels`` are integer class indices in ``[0, n_classes)``.
     """
 
-    def __init__(self, decoder, n_classes):
+    def __init__(self, module, n_classes):
         super().__init__()
-        self.decoder = decoder
+        self.module = module
         self.n_classes = int(n_classes)
 
     def forward(self, z, labels):
         one_hot = nn.functional.one_hot(labels.long(), self.n_classes).to(z.dtype)
-        return self.decoder(torch.cat([z, one_hot], dim=1))
+        return self.module(torch.cat([z, one_hot], dim=1))
