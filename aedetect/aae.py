@@ -92,17 +92,21 @@ class AAEDetector(BaseAutoencoderDetector):
        labelled 0), then the encoder takes one step making its codes pass for prior
        draws (label 1). Both use ``adversarial_learning_rate`` and betas (0.5, 0.999).
 
-    These defaults were measured to be stable: the discriminator's accuracy stays
-    between about 0.5 and 0.85 and the codes match the prior (see the README for the
-    numbers). A smaller adversarial learning rate lets the discriminator win (its
-    accuracy above 0.9) and the codes drift off the prior.
+    These defaults were measured to be stable: the discriminator's accuracy on the
+    last epoch stays between 0.5 and 0.66 and the codes match the prior (see the
+    README for the numbers). A smaller adversarial learning rate (2e-4) lets the
+    discriminator win (accuracy 0.8 to 0.93) and the codes drift off the prior.
 
-    ``history_`` records per epoch ``reconstruction``, ``discriminator``,
-    ``generator`` (the three losses) and ``discriminator_accuracy`` (on its real and
-    fake batches); ``loss``, which the stopping rule watches, is the reconstruction
-    loss, because the adversarial losses oscillate by design and say little about
-    convergence. With ``early_stopping`` the validation loss is likewise the
-    validation rows' mean reconstruction error, whatever ``score_type``.
+    ``history_`` records per epoch ``reconstruction``, ``discriminator`` and
+    ``generator`` (the three losses), ``discriminator_accuracy`` (on its real and
+    fake batches) and ``discriminator_advantage``: ``2 log 2 - L_D`` with hard
+    labels, 0 when the discriminator cannot tell codes from prior draws (twice the
+    Jensen-Shannon divergence between them for an optimal discriminator). ``loss``,
+    which the stopping rule watches, is ``reconstruction + 0.25 *
+    discriminator_advantage``: the reconstruction alone levels off while the codes
+    are still moving to the prior, and the raw GAN losses oscillate by design. With
+    ``early_stopping`` the validation loss is the same quantity on the held-out rows
+    (their codes against a fixed bank of prior draws), whatever ``score_type``.
 
     ``score_samples`` (higher means more normal) depends on ``score_type``, with
     ``e(x)`` the mean squared reconstruction error over the ``D`` features (in the
@@ -125,8 +129,12 @@ class AAEDetector(BaseAutoencoderDetector):
     gives codes outside the support its lowest latent score on 20000 prior draws
     minus 1. Every score is finite.
 
-    With ``conditional=True``, ``fit(X, y)`` feeds the one-hot class to the decoder,
-    so the code carries the style and the label the class. Scoring needs no labels:
+    With ``conditional=True``, ``fit(X, y)`` feeds the one-hot class to the decoder
+    and to the discriminator, which then tells ``(prior draw, class)`` pairs from
+    ``(code, class)`` pairs and so pushes the codes of every class to the same
+    prior: the code carries the style and the label the class (keep ``latent_dim``
+    small, say 2 to 8, so that the decoder has to rely on the class).
+    ``sample(n, y=...)`` generates the requested classes. Scoring needs no labels:
     a row's reconstruction error is the smallest over the classes (the class that
     explains the row best), so scoring costs one decoder pass per class.
 
@@ -155,7 +163,8 @@ default='normal'
         Number of Gaussians of the ``'mixture'`` prior (at least 2).
 
     conditional : bool, default=False
-        Supervised variant: ``fit`` requires ``y`` and the decoder sees the class.
+        Supervised variant: ``fit`` requires ``y``; the decoder and the
+        discriminator see the class.
         When ``False``, ``y`` is ignored.
 
     score_type : {'combined', 'reconstruction', 'latent'}, default='combined'

@@ -82,7 +82,7 @@ def digits():
 @pytest.fixture(scope="module")
 def conditional_fit(digits):
     X, y = digits
-    return AAEDetector(conditional=True, latent_dim=2, max_iter=40, random_state=0).fit(X, y)
+    return AAEDetector(conditional=True, latent_dim=2, max_iter=60, random_state=0).fit(X, y)
 
 
 # ------------------------------------------------------------ codes vs the prior
