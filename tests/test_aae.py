@@ -89,7 +89,9 @@ def conditional_fit(digits):
 def test_codes_match_normal_prior(normal_fit, X_manifold):
     codes = normal_fit.transform(X_manifold)
     draws = np.random.RandomState(1).normal(size=(N_PRIOR_DRAWS, 2))
-    assert np.all(np.abs(codes.mean(axis=0)) < 0.25)
+    # Moments within a shift of 0.3 and a scale error of 20-25 % of the prior's (seeds
+    # 0-4 measured |mean| <= 0.21, std 0.91 to 1.08).
+    assert np.all(np.abs(codes.mean(axis=0)) < 0.3)
     assert np.all((codes.std(axis=0) > 0.8) & (codes.std(axis=0) < 1.25))
     assert max_ks(codes, draws) < KS_MAX
 
@@ -97,8 +99,9 @@ def test_codes_match_normal_prior(normal_fit, X_manifold):
 def test_codes_match_uniform_prior(uniform_fit, X_manifold):
     codes = uniform_fit.transform(X_manifold)
     draws = np.random.RandomState(1).uniform(-1, 1, size=(N_PRIOR_DRAWS, 2))
+    # The uniform on [-1, 1] has standard deviation 1 / sqrt(3) = 0.577 (seeds 0-4
+    # measured |mean| <= 0.09, std 0.48 to 0.57, at most 5.5 % of codes outside).
     assert np.all(np.abs(codes.mean(axis=0)) < 0.15)
-    # The uniform on [-1, 1] has standard deviation 1 / sqrt(3) = 0.577.
     assert np.all((codes.std(axis=0) > 0.45) & (codes.std(axis=0) < 0.7))
     assert np.mean(np.abs(codes) > 1) < 0.08
     assert max_ks(codes, draws) < KS_MAX
