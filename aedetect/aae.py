@@ -24,10 +24,6 @@ ADVERSARIAL_BETAS = (0.5, 0.999)
 N_BANK = 1024
 #: Weight of the discriminator's advantage in the watched loss (see ``AAEDetector``).
 ADVANTAGE_WEIGHT = 0.25
-#: Smallest batch the network scores (see :func:`_padded`).
-MIN_ROWS = 4
-
-
 class AdversarialAutoencoder(nn.Module):
     """Encoder, decoder, code discriminator and prior.
 
@@ -53,22 +49,6 @@ class AdversarialAutoencoder(nn.Module):
 
     def discriminate(self, z, labels=None):
         return self.discriminator(z, labels) if self.n_classes else self.discriminator(z)
-
-
-def _padded(function, x):
-    """``function(x)``, with batches of fewer than ``MIN_ROWS`` rows padded by repeating
-    their last row, then cut back.
-
-    PyTorch's CPU matrix product takes another code path (another summation order)
-    for fewer than 4 rows, so a row scored alone, or in a short last chunk, would differ
-    from the same row in a full batch in the last float32 bit. Padding keeps every
-    row's score independent of the rows scored with it.
-    """
-    n_rows = x.shape[0]
-    if n_rows >= MIN_ROWS:
-        return function(x)
-    index = torch.arange(MIN_ROWS, device=x.device).clamp(max=n_rows - 1)
-    return function(x[index])[:n_rows]
 
 
 def _squared_error(reconstruction, target):
@@ -414,9 +394,6 @@ default='normal'
         return tuple(best)
 
     def _score_batch(self, x):
-        return _padded(self._scores, x)
-
-    def _scores(self, x):
         net = self.module_
         codes = net.encoder(x)
         if self.reconstruction_variance_ is None:  # training: the validation loss
@@ -433,11 +410,10 @@ default='normal'
         return -deviation / (n_features + latent_dim)
 
     def _encode_batch(self, x):
-        return _padded(self.module_.encoder, x)
+        return self.module_.encoder(x)
 
     def _reconstruct_batch(self, x):
-        return _padded(lambda rows: self._reconstruction_errors(self.module_.encoder(rows),
-                                                                rows)[1], x)
+        return self._reconstruction_errors(self.module_.encoder(x), x)[1]
 
     # -------------------------------------------------------------- sampling
     def sample(self, n_samples=1, y=None, random_state=None):
