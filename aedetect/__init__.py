@@ -1,8 +1,9 @@
 """aedetect: outlier detection with autoencoders, as scikit-learn estimators."""
 
+from .aae import AAEDetector
 from .ae import AEDetector
 from .vae import VAEDetector
 
 __version__ = "0.1.0"
 
-__all__ = ["AEDetector", "VAEDetector"]
+__all__ = ["AEDetector", "VAEDetector", "AAEDetector"]

@@ -41,6 +41,12 @@ from .thresholds import contamination_offset
 
 #: Bytes of activations one scoring chunk may use (inputs, hidden layers, outputs).
 SCORING_MEMORY_BUDGET = 64 * 2**20
+#: Scoring chunks smaller than this are padded (see :func:`_padded`).
+MIN_SCORING_ROWS = 4
+
+#: Callbacks every fit runs after the detector's own ``callbacks`` (the switch of
+#: ``aedetect.tracking.autolog`` lives here).
+GLOBAL_CALLBACKS = []
 
 #: Interquartile range of a standard normal: IQR / 1.349 estimates its standard deviation.
 IQR_TO_STD = 1.3489795
@@ -135,14 +141,18 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         self : object
             The fitted detector.
         """
-        X = self._validate_input(X, reset=True)
-        y = self._validate_target(y, X.shape[0])
-        self._check_structure(X)
-        device = resolve_device(self.device)
+        saved_state = dict(self.__dict__)
+        try:
+            X = self._validate_input(X, reset=True)
+            y = self._validate_target(y, X.shape[0])
+            self._check_structure(X)
+            device = resolve_device(self.device)
+        except BaseException:
+            self._restore(saved_state)
+            raise
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
-        saved_state = dict(self.__dict__)
-        callbacks = list(self.callbacks or [])
+        callbacks = list(self.callbacks or []) + GLOBAL_CALLBACKS
         error = None
         try:
             fork_devices = [device.index] if device.type == "cuda" else []
@@ -153,14 +163,18 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
                 self._fit(X, y, device, rng, callbacks)
         except BaseException as exc:
             error = exc
-            self.__dict__.clear()
-            self.__dict__.update(saved_state)
+            self._restore(saved_state)
             raise
         finally:
             self.__dict__.pop("_optimizers", None)
             for callback in callbacks:
                 _call(callback, "on_fit_end", self, error)
         return self
+
+    def _restore(self, saved_state):
+        """Put back the state from before a failed ``fit``: a failure loses nothing."""
+        self.__dict__.clear()
+        self.__dict__.update(saved_state)
 
     def _fit(self, X, y, device, rng, callbacks):
         self.device_ = device
@@ -419,7 +433,7 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         parts = []
         with torch.inference_mode():
             for start in range(0, X.shape[0], chunk):
-                out = function(self._to_tensor(X[start:start + chunk]))
+                out = _padded(function, self._to_tensor(X[start:start + chunk]))
                 parts.append(out.to(torch.float64).cpu().numpy())
         return np.concatenate(parts)
 
@@ -528,6 +542,21 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
             state = {key: _to_device(value, target) for key, value in state.items()}
             state["device_"] = target
         super().__setstate__(state)
+
+
+def _padded(function, x):
+    """``function(x)`` with fewer than ``MIN_SCORING_ROWS`` rows padded by repeating the
+    last row, then cut back.
+
+    PyTorch's CPU matrix product sums in another order for fewer than 4 rows, so a row
+    scored alone, or in a short last chunk, would differ in the last float32 bit from
+    the same row in a full batch. Padding keeps every score independent of its batch.
+    """
+    n_rows = x.shape[0]
+    if n_rows >= MIN_SCORING_ROWS:
+        return function(x)
+    index = torch.arange(MIN_SCORING_ROWS, device=x.device).clamp(max=n_rows - 1)
+    return function(x[index])[:n_rows]
 
 
 def _to_cpu(value):

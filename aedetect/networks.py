@@ -113,3 +113,41 @@ class Autoencoder(nn.Module):
 
     def forward(self, x):
         return self.decoder(self.encoder(x))
+
+
+class Discriminator(nn.Module):
+    """An MLP classifying codes: one logit per row (positive = "drawn from the prior").
+
+    No batch normalization: the discriminator sees prior draws and codes in separate
+    batches, and batch statistics would let it tell them apart by the batch alone.
+    ``leaky_relu`` is the usual activation of GAN discriminators (gradients flow for
+    every input).
+    """
+
+    def __init__(self, in_dim, hidden_layer_sizes=(64, 64), activation="leaky_relu",
+                 dropout=0.0):
+        super().__init__()
+        sizes = [in_dim, *hidden_layer_sizes]
+        self.body = dense_stack(sizes, activation, dropout, batch_norm=False)
+        self.head = nn.Linear(sizes[-1], 1)
+
+    def forward(self, z):
+        return self.head(self.body(z)).squeeze(-1)
+
+
+class LabelConditioned(nn.Module):
+    """Feed a class to a module: ``module(concat(z, one_hot(labels)))``.
+
+    Conditions a decoder (code + class -> output) or a discriminator (code + class ->
+    logit). ``module`` must accept inputs of size ``in_dim + n_classes`` (build it with
+    that input size); ``labels`` are integer class indices in ``[0, n_classes)``.
+    """
+
+    def __init__(self, module, n_classes):
+        super().__init__()
+        self.module = module
+        self.n_classes = int(n_classes)
+
+    def forward(self, z, labels):
+        one_hot = nn.functional.one_hot(labels.long(), self.n_classes).to(z.dtype)
+        return self.module(torch.cat([z, one_hot], dim=1))
