@@ -210,10 +210,10 @@ default='normal'
     }
 
     def __init__(self, *, hidden_layer_sizes=None, latent_dim=None, activation="relu",
-                 dropout=0.0, batch_norm=False, architecture="dense", conv_channels=(32, 64),
+                 dropout=0.2, batch_norm=True, architecture="dense", conv_channels=(32, 64),
                  image_shape=None,
                  scaling="auto", noise=None, noise_type="gaussian", batch_size=256,
-                 learning_rate_init=1e-3, weight_decay=0.0, max_iter=100,
+                 learning_rate_init=1e-3, weight_decay=0.0, trim_fraction=0.1, max_iter=100,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=10,
                  tol=1e-4, contamination="auto", device="auto", random_state=None,
                  verbose=0, callbacks=None, prior="normal", prior_scale=1.0,
@@ -233,6 +233,7 @@ default='normal'
         self.batch_size = batch_size
         self.learning_rate_init = learning_rate_init
         self.weight_decay = weight_decay
+        self.trim_fraction = trim_fraction
         self.max_iter = max_iter
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
@@ -302,8 +303,7 @@ default='normal'
         autoencoder = [*module.encoder.parameters(), *module.decoder.parameters()]
         adversarial = {"lr": self.adversarial_learning_rate, "betas": ADVERSARIAL_BETAS}
         return {
-            "autoencoder": torch.optim.Adam(autoencoder, lr=self.learning_rate_init,
-                                            weight_decay=self.weight_decay),
+            "autoencoder": self._adam(autoencoder),
             "discriminator": torch.optim.Adam(module.discriminator.parameters(), **adversarial),
             "generator": torch.optim.Adam(module.encoder.parameters(), **adversarial),
         }
@@ -313,7 +313,7 @@ default='normal'
         net = self.module_
         # 1. reconstruction: encoder and decoder on the squared error.
         codes = net.encoder(x)
-        reconstruction_loss = _squared_error(net.decode(codes, y), target).mean()
+        reconstruction_loss = self._batch_loss(_squared_error(net.decode(codes, y), target))
         self._optimize(reconstruction_loss, "autoencoder")
         # 2a. discriminator: prior draws are real (smoothed label), codes are fake.
         real = net.discriminate(net.prior.sample(codes.shape[0]), y)

@@ -36,6 +36,7 @@ VARIANTS = {
     "AE previous widths": ("AEDetector", {}, "previous"),
     "AE max_iter=30": ("AEDetector", {"max_iter": 30}, None),
     "VAE previous defaults": ("VAEDetector", PREVIOUS, "previous"),
+    "AAE previous defaults": ("AAEDetector", PREVIOUS, "previous"),
 }
 
 
@@ -62,8 +63,8 @@ def registry():
             for name, (cls, params, sizes) in VARIANTS.items() if cls in aedetect.__all__}
 
 
-DESCRIPTION = ("Each `AE ...`/`VAE ...` row is the default detector with the change its name "
-               "says (`previous defaults`: standard scaling, no batch norm, dropout or "
+DESCRIPTION = ("Each `AE ...`/`VAE ...`/`AAE ...` row is the default detector with the "
+               "change its name says (`previous defaults`: standard scaling, no batch norm, dropout or "
                "trimming, widths (clip(2d, 16, 256), clip(d, 8, 128)) for d features); "
                "the other rows are the defaults of each library.")
 
@@ -80,9 +81,11 @@ def main(argv=None):
     if include:
         args = adbench.build_parser().parse_args(argv)
         md_path = Path(args.out) / "tuning.md"
-        header = [line for line in md_path.read_text().splitlines() if line.startswith("- ")]
-        header.append(f"- Rows of {Path(include).name} (the defaults and the other methods) "
-                      "are included.")
+        note = (f"- Rows of {Path(include).name} (the defaults and the other methods) "
+                "are included.")
+        header = [line for line in md_path.read_text().splitlines()
+                  if line.startswith("- ") and line != note]
+        header.append(note)
         extra = adbench.read_rows(include)
         order = [*adbench.default_methods(), *VARIANTS]
         adbench.write_report(extra + rows, md_path, header, methods=order, transpose=True,

@@ -109,8 +109,11 @@ def test_codes_match_uniform_prior(uniform_fit, X_manifold):
 
 def test_plain_autoencoder_codes_do_not_match_the_prior(X_manifold):
     """The control for the two tests above: without the adversarial phase the codes are
-    far from N(0, I), so the thresholds measure what the discriminator achieves."""
-    codes = AEDetector(**{**PRIOR_FIT, "max_iter": 30}).fit(X_manifold).transform(X_manifold)
+    far from N(0, I), so the thresholds measure what the discriminator achieves. The
+    control is a plain autoencoder: batch norm and dropout (the defaults) already pull
+    its codes toward unit scale (KS 0.16 with them, 0.49 without)."""
+    plain = {**PRIOR_FIT, "max_iter": 30, "batch_norm": False, "dropout": 0.0}
+    codes = AEDetector(**plain).fit(X_manifold).transform(X_manifold)
     draws = np.random.RandomState(1).normal(size=(N_PRIOR_DRAWS, 2))
     assert max_ks(codes, draws) > 0.3
 
@@ -223,7 +226,9 @@ def test_auc_contaminated_digits():
     """Digits 0-4 with 5 % of sevens mixed into the training data."""
     X, y = load_digits_outliers()
     detector = AAEDetector(random_state=0).fit(X)
-    assert roc_auc_score(y, -detector.score_samples(X)) > 0.72  # measured 0.767
+    # Measured 0.704 with the benchmarked defaults (0.767 before issue 6: robust scaling
+    # costs on pixel data, 0.809 with scaling='standard'; see benchmarks/README.md).
+    assert roc_auc_score(y, -detector.score_samples(X)) > 0.68
     assert np.mean(detector.predict(X)[y == 1] == -1) > np.mean(detector.predict(X)[y == 0] == -1)
 
 
