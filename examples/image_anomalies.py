@@ -8,6 +8,7 @@ from the trained one. Saves ``anomalies.png``.
 
     python examples/image_anomalies.py --out results/                  # digits, class 0
     python examples/image_anomalies.py --dataset fashion-mnist --normal-class 7 --out results/
+    python examples/image_anomalies.py --dataset fashion-mnist --data-dir DIR --out results/
 """
 
 import argparse
@@ -52,13 +53,15 @@ def main(argv=None):
     parser.add_argument("--dataset", choices=("digits", "fashion-mnist"), default="digits")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--normal-class", type=int, default=0)
+    parser.add_argument("--max-train", type=int, default=0,
+                        help="training images of the class, 0 for all")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--show", type=int, default=8, help="images per row")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
 
     X_train, y_train, X_test, y_test, names = load_images(args)
-    normal = X_train[y_train == args.normal_class]
+    normal = X_train[y_train == args.normal_class][: args.max_train or None]
     detector = AEDetector(architecture="conv", conv_channels=(32, 64), latent_dim=16,
                           max_iter=args.epochs, batch_size=64, device=args.device,
                           random_state=0).fit(normal)

@@ -4,6 +4,7 @@ public detector (the tiny 8x8 digits of scikit-learn keep this fast)."""
 import pickle
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from sklearn.base import clone
@@ -254,3 +255,29 @@ def test_conv_detector_pickles(detector_class, fitted_conv):
                               max_iter=3) for cls in DETECTORS])
 def test_sklearn_checks_conv_rows_with_image_shape(estimator, check):
     check(estimator)
+
+
+# ---------------------------------------------------------------- benchmark
+def test_one_class_benchmark_runs_and_reports(tmp_path):
+    """The benchmark script end to end on a fake Fashion-MNIST folder (random pixels)."""
+    import importlib.util
+    from pathlib import Path
+
+    from test_datasets import fake_fashion_mnist
+
+    (tmp_path / "data").mkdir()
+    data = fake_fashion_mnist(tmp_path / "data", n_train=60, n_test=50)
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "one_class_images.py"
+    spec = importlib.util.spec_from_file_location("one_class_images", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    common = ["--data-dir", str(data), "--out", str(tmp_path / "out"), "--epochs", "1",
+              "--conv-channels", "4", "--classes", "0", "3", "--methods", "conv_ae", "iforest"]
+    assert bench.main(common + ["--seeds", "0"]) == 0
+    assert bench.main(common + ["--seeds", "1", "--append"]) == 0
+    results = pd.read_csv(tmp_path / "out" / "one_class_fashion_mnist.csv")
+    assert len(results) == 8  # 2 methods x 2 classes x 2 seeds
+    assert set(results["n_train"]) == {6}
+    assert results["auc_roc"].between(0, 1).all()
+    report = (tmp_path / "out" / "one_class_fashion_mnist.md").read_text()
+    assert "| conv_ae |" in report and "| 3 | Dress |" in report
