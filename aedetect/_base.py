@@ -234,9 +234,10 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         return record
 
     def _set_clip_range(self, X_train):
-        """Range the corrupted inputs are clipped to: per feature for rows, one range
-        over every pixel for images (a pixel that is always dark still gets noise)."""
-        if len(self.input_shape_) == 3:
+        """Range the corrupted inputs are clipped to: per feature, or one range over all
+        pixels for images scaled alike everywhere (``'auto'`` for conv, or ``None``), so
+        a pixel that is always dark in training still gets noise."""
+        if len(self.input_shape_) == 3 and self._scaling_rule in ("global_minmax", None):
             self._clip_low, self._clip_high = X_train.amin(), X_train.amax()
         else:
             self._clip_low, self._clip_high = X_train.amin(dim=0), X_train.amax(dim=0)
@@ -624,8 +625,9 @@ SHARED_PARAMETERS_DOC = """\
         Denoising training: the strength of the corruption of the inputs during
         training (the standard deviation of Gaussian noise in scaled units, or the
         probability of masking a value). The target stays the clean input and the
-        corrupted input is clipped to the training data's range (per feature for
-        rows, over all pixels for images). ``None`` trains a plain autoencoder.
+        corrupted input is clipped to the training data's range (per feature, or
+        over all pixels for images scaled alike everywhere, as with ``'auto'`` for
+        ``'conv'``). ``None`` trains a plain autoencoder.
 
     noise_type : {'gaussian', 'mask'}, default='gaussian'
         Kind of corruption used when ``noise`` is set.
