@@ -36,7 +36,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import networks
+from . import _images, networks
 from .thresholds import contamination_offset
 
 #: Bytes of activations one scoring chunk may use (inputs, hidden layers, outputs).
@@ -131,8 +131,9 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
 
         Parameters
         ----------
-        X : {array-like, DataFrame} of shape (n_samples, n_features)
-            Training data, assumed mostly normal.
+        X : {array-like, DataFrame} of shape (n_samples, n_features), or images
+            Training data, assumed mostly normal: rows, or an image array of shape
+            (n_samples, height, width) or (n_samples, channels, height, width).
         y : ignored
             Not used, present for API consistency (see ``AAEDetector(conditional=True)``).
 
@@ -184,8 +185,7 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         X_train = torch.as_tensor(X_scaled[train_idx], device=device)
         X_val = torch.as_tensor(X_scaled[val_idx], device=device) if val_idx is not None else None
         y_train = None if y is None else torch.as_tensor(y[train_idx], device=device)
-        self._clip_low = X_train.amin(dim=0)
-        self._clip_high = X_train.amax(dim=0)
+        self._set_clip_range(X_train)
         self.module_ = self._build(self.input_shape_).to(device)
         self._optimizers = self._make_optimizers(self.module_)
         self._train(X_train, y_train, X_val, callbacks)
@@ -256,6 +256,15 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
             total = sum(self._score_batch(chunk).sum() for chunk in X_val.split(self._chunk_rows()))
         return -float(total) / X_val.shape[0]
 
+    def _set_clip_range(self, X_train):
+        """Range the corrupted inputs are clipped to: per feature, or one range over all
+        pixels for images scaled alike everywhere (``'auto'`` for conv, or ``None``), so
+        a pixel that is always dark in training still gets noise."""
+        if len(self.input_shape_) == 3 and self._scaling_rule in ("global_minmax", None):
+            self._clip_low, self._clip_high = X_train.amin(), X_train.amax()
+        else:
+            self._clip_low, self._clip_high = X_train.amin(dim=0), X_train.amax(dim=0)
+
     def _corrupt(self, x):
         """Denoising input: noise added during training only, clipped to the data range."""
         if not self.noise:
@@ -309,21 +318,16 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
 
     # ------------------------------------------------------------ structure
     def _check_structure(self, X):
-        """Validate the parameters that depend on the data; set the resolved shapes."""
+        """Validate the parameters that depend on the data; set the resolved shapes.
+
+        ``input_shape_`` is ``(C, H, W)`` for images (an image array given to ``fit``,
+        or rows with ``image_shape``) and ``(n_features,)`` for plain rows.
+        """
         n_features = X.shape[1]
-        if self.image_shape is None:
-            self.input_shape_ = (n_features,)
-        else:
-            shape = tuple(self.image_shape)
-            if len(shape) == 2:
-                shape = (1, *shape)
-            if len(shape) != 3 or not all(isinstance(s, Integral) and s > 0 for s in shape):
-                raise ValueError(f"image_shape must be (height, width) or (channels, height, "
-                                 f"width) of positive ints, got {self.image_shape!r}.")
-            if math.prod(shape) != n_features:
-                raise ValueError(f"image_shape={self.image_shape!r} holds {math.prod(shape)} "
-                                 f"values but X has {n_features} features per row.")
-            self.input_shape_ = shape
+        sample_shape = self.__dict__.pop("_fit_sample_shape", None)
+        self.input_shape_ = _images.resolve_input_shape(self.image_shape, sample_shape,
+                                                        n_features, self.architecture)
+        _images.check_conv_channels(self.conv_channels)
         self.hidden_layer_sizes_ = self._resolve_hidden_sizes(n_features)
         self.latent_dim_ = self.latent_dim or self._default_latent_dim(n_features)
         if self.early_stopping and X.shape[0] < 3:
@@ -332,6 +336,8 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
 
     def _resolve_hidden_sizes(self, n_features):
         if self.hidden_layer_sizes is None:
+            if self.architecture == "conv":
+                return ()  # the convolutions do the work; one linear map to the code
             return self._default_hidden_sizes(n_features)
         sizes = np.atleast_1d(np.asarray(self.hidden_layer_sizes))
         if sizes.ndim != 1 or not all(isinstance(s, Integral) and s > 0 for s in sizes.tolist()):
@@ -358,18 +364,37 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
 
     def _make_encoder(self, out_dim):
         return networks.build_encoder(self.architecture, self.input_shape_, out_dim,
-                                      self.hidden_layer_sizes_, **self._network_options())
+                                      self.hidden_layer_sizes_,
+                                      conv_channels=tuple(self.conv_channels),
+                                      **self._network_options())
 
     def _make_decoder(self, in_dim, output_activation=None):
         return networks.build_decoder(self.architecture, in_dim, self.input_shape_,
                                       self.hidden_layer_sizes_,
                                       output_activation=output_activation,
+                                      conv_channels=tuple(self.conv_channels),
                                       **self._network_options())
 
     # ---------------------------------------------------- data boundary
     def _validate_input(self, X, reset):
-        return validate_data(self, X, reset=reset, dtype=[np.float64, np.float32],
+        """Validated 2-D rows of ``X``; image arrays are flattened (see ``_validate_images``)."""
+        return self._validate_images(X, reset)[0]
+
+    def _validate_images(self, X, reset):
+        """``(rows, sample_shape)``: validated 2-D rows and the per-image shape of an
+        image array as given (``None`` for rows).
+
+        ``n_features_in_`` counts the values of one sample, so a detector fitted on
+        ``(n, C, H, W)`` images also scores the same images flattened to rows.
+        """
+        rows, sample_shape = _images.split_image_input(X)
+        if not reset and sample_shape is not None:
+            _images.check_sample_shape(sample_shape, self.input_shape_, type(self).__name__)
+        rows = validate_data(self, rows, reset=reset, dtype=[np.float64, np.float32],
                              ensure_min_samples=2 if reset else 1)
+        if reset:
+            self._fit_sample_shape = sample_shape
+        return rows, sample_shape
 
     def _validate_target(self, y, n_samples):
         """Targets are ignored unless a detector uses them (``AAEDetector``)."""
@@ -385,7 +410,7 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
     @property
     def _scaling_rule(self):
         if self.scaling == "auto":
-            return "robust" if self.architecture == "dense" else None
+            return "robust" if self.architecture == "dense" else "global_minmax"
         return self.scaling
 
     def _fit_scaler(self, X):
@@ -394,7 +419,9 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         ``'robust'``: median and interquartile range / 1.349 (the standard deviation
         for Gaussian data), falling back to the standard deviation where the quartiles
         coincide; ``'standard'``: mean and standard deviation; ``'minmax'``: minimum and
-        range; ``None``: identity. Constant features get a scale of 1.
+        range; ``'global_minmax'`` (``'auto'`` for convolutions): the minimum and range
+        over all values, the same for every pixel, so images keep their structure and
+        land in [0, 1]; ``None``: identity. Constant features get a scale of 1.
         """
         rule = self._scaling_rule
         n_features = X.shape[1]
@@ -409,6 +436,9 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         elif rule == "minmax":
             center = X.min(axis=0).astype(np.float64)
             scale = X.max(axis=0).astype(np.float64) - center
+        elif rule == "global_minmax":
+            low, high = float(X.min()), float(X.max())
+            center, scale = np.full(n_features, low), np.full(n_features, high - low)
         else:
             center, scale = np.zeros(n_features), np.ones(n_features)
         scale[~(scale > 1e-12)] = 1.0
@@ -423,7 +453,9 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         return torch.from_numpy(np.ascontiguousarray(self._scale(X))).to(self.device_)
 
     def _chunk_rows(self):
-        widest = max(math.prod(self.input_shape_), *self.hidden_layer_sizes_, 1)
+        conv_channels = self.conv_channels if self.architecture == "conv" else None
+        widest = _images.widest_activation(self.input_shape_, self.hidden_layer_sizes_,
+                                           conv_channels)
         return max(1, SCORING_MEMORY_BUDGET // (4 * 4 * widest))
 
     def _map_batches(self, X, function):
@@ -447,7 +479,8 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
 
         Parameters
         ----------
-        X : {array-like, DataFrame} of shape (n_samples, n_features)
+        X : {array-like, DataFrame} of shape (n_samples, n_features), or images
+            Rows, or images of the shape seen in ``fit`` (one result per image).
 
         Returns
         -------
@@ -461,7 +494,8 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
 
         Parameters
         ----------
-        X : {array-like, DataFrame} of shape (n_samples, n_features)
+        X : {array-like, DataFrame} of shape (n_samples, n_features), or images
+            Rows, or images of the shape seen in ``fit`` (one result per image).
 
         Returns
         -------
@@ -474,7 +508,8 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
 
         Parameters
         ----------
-        X : {array-like, DataFrame} of shape (n_samples, n_features)
+        X : {array-like, DataFrame} of shape (n_samples, n_features), or images
+            Rows, or images of the shape seen in ``fit`` (one result per image).
 
         Returns
         -------
@@ -490,7 +525,8 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
 
         Parameters
         ----------
-        X : {array-like, DataFrame} of shape (n_samples, n_features)
+        X : {array-like, DataFrame} of shape (n_samples, n_features), or images
+            Rows, or images of the shape seen in ``fit`` (one result per image).
 
         Returns
         -------
@@ -500,22 +536,53 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         return self._map_batches(self._validate_input(X, reset=False), self._encode_batch)
 
     def reconstruct(self, X):
-        """The network's reconstruction of each row, in the units of ``X``.
+        """The network's reconstruction of each sample, in the units and shape of ``X``.
 
         With denoising training (``noise``) this is the cleaned input.
 
         Parameters
         ----------
-        X : {array-like, DataFrame} of shape (n_samples, n_features)
+        X : {array-like, DataFrame} of shape (n_samples, n_features), or images
+            Rows, or an image array of shape (n_samples, height, width) or
+            (n_samples, channels, height, width).
 
         Returns
         -------
-        X_reconstructed : ndarray of shape (n_samples, n_features), dtype float64
+        X_reconstructed : ndarray of the shape of ``X``, dtype float64
         """
         check_is_fitted(self)
-        X = self._validate_input(X, reset=False)
+        X, sample_shape = self._validate_images(X, reset=False)
         scaled = self._map_batches(X, self._reconstruct_batch).reshape(X.shape[0], -1)
-        return scaled * self.scale_ + self.center_
+        return _shaped(scaled * self.scale_ + self.center_, sample_shape)
+
+    def error_map(self, X):
+        """Squared reconstruction error of every value (pixel) of every sample.
+
+        The error is measured where the network works, in the scaled space
+        ``(X - center_) / scale_`` (for ``architecture='conv'`` the default scaling
+        maps the training pixels to [0, 1]): ``(x - reconstruct(x))**2``.
+        ``AEDetector.score_samples`` is minus its mean over each sample; for other
+        detectors it shows where a sample is reconstructed badly.
+
+        Parameters
+        ----------
+        X : {array-like, DataFrame} of shape (n_samples, n_features), or images
+            Rows, or an image array of shape (n_samples, height, width) or
+            (n_samples, channels, height, width).
+
+        Returns
+        -------
+        errors : ndarray of the shape of ``X``, dtype float64
+            For rows with ``image_shape``, reshape with
+            ``errors.reshape(-1, *detector.input_shape_)`` to get images.
+        """
+        check_is_fitted(self)
+        X, sample_shape = self._validate_images(X, reset=False)
+        errors = self._map_batches(X, self._squared_error_batch).reshape(X.shape[0], -1)
+        return _shaped(errors, sample_shape)
+
+    def _squared_error_batch(self, x):
+        return (self._reconstruct_batch(x) - x).pow(2)
 
     @property
     def _n_features_out(self):
@@ -559,6 +626,11 @@ def _padded(function, x):
     return function(x[index])[:n_rows]
 
 
+def _shaped(rows, sample_shape):
+    """Rows back in the per-sample shape the user gave (unchanged for plain rows)."""
+    return rows if sample_shape is None else rows.reshape(rows.shape[0], *sample_shape)
+
+
 def _to_cpu(value):
     if isinstance(value, torch.nn.Module):
         return copy.deepcopy(value).to("cpu")
@@ -585,7 +657,9 @@ def _call(callback, method, *args):
 SHARED_PARAMETERS_DOC = """\
     hidden_layer_sizes : tuple of int, default=None
         Widths of the encoder's hidden layers; the decoder mirrors them. ``None``
-        uses ``(clip(4 * n_features, 16, 256), clip(2 * n_features, 8, 128))``.
+        uses ``(clip(4 * n_features, 16, 256), clip(2 * n_features, 8, 128))``. With
+        ``architecture='conv'``: dense layers between the last feature map and the
+        code, ``None`` meaning none (one linear map).
 
     latent_dim : int, default=None
         Size of the code. ``None`` uses ``clip(n_features // 4, 2, 32)``.
@@ -602,15 +676,20 @@ SHARED_PARAMETERS_DOC = """\
         Batch normalization in the hidden layers. Scoring uses the running
         statistics, so a row scores the same alone or in a batch.
 
-    architecture : {'dense'}, default='dense'
-        Network family (see :mod:`aedetect.networks`).
+    architecture : {'dense', 'conv'}, default='dense'
+        Network family (see :mod:`aedetect.networks`). ``'conv'`` needs images:
+        convolution stages (3x3 convolution, activation, 2x2 max-pooling) then a
+        dense bottleneck, and a mirrored decoder (upsampling, 3x3 convolution).
 
     conv_channels : tuple of int, default=(32, 64)
-        Channels of the convolution stages when ``architecture='conv'``.
+        Channels of the convolution stages when ``architecture='conv'``, one stage
+        per entry; each stage halves the height and width (rounding up).
 
     image_shape : tuple of int, default=None
         ``(height, width)`` or ``(channels, height, width)``: rows of ``X`` are
-        images flattened in C order.
+        images flattened in C order (one side may be ``-1``, inferred as in
+        ``numpy.reshape``). Not needed when ``X`` is an image array of shape
+        ``(n_samples, height, width)`` or ``(n_samples, channels, height, width)``.
 
     scaling : {'auto', 'robust', 'standard', 'minmax'} or None, default='auto'
         Per-feature scaling learned in ``fit`` and applied before the network.
@@ -618,16 +697,18 @@ SHARED_PARAMETERS_DOC = """\
         (the standard deviation where the quartiles coincide), so that outliers
         in the training data neither shift nor shrink the scale of the normal
         rows; ``'standard'``: zero mean, unit variance; ``'minmax'``: [0, 1].
-        ``'auto'`` is ``'robust'`` for the dense architecture. Scores are
-        computed in the scaled space, so every feature counts equally whatever
-        its unit.
+        ``'auto'`` is ``'robust'`` for the dense architecture, and for ``'conv'``
+        one min-max range over all pixels, which maps the training images to
+        [0, 1] without changing their structure. Scores are computed in the
+        scaled space, so every feature counts equally whatever its unit.
 
     noise : float, default=None
         Denoising training: the strength of the corruption of the inputs during
         training (the standard deviation of Gaussian noise in scaled units, or the
         probability of masking a value). The target stays the clean input and the
-        corrupted input is clipped to the training data's range. ``None`` trains a
-        plain autoencoder.
+        corrupted input is clipped to the training data's range (per feature, or
+        over all pixels for images scaled alike everywhere, as with ``'auto'`` for
+        ``'conv'``). ``None`` trains a plain autoencoder.
 
     noise_type : {'gaussian', 'mask'}, default='gaussian'
         Kind of corruption used when ``noise`` is set.
@@ -691,7 +772,9 @@ SHARED_ATTRIBUTES_DOC = """\
         Threshold on ``score_samples``: ``decision_function = score_samples - offset_``.
 
     n_features_in_ : int
-        Number of features seen during ``fit``.
+        Number of values per sample seen during ``fit``: the columns of 2-D ``X``,
+        or ``channels * height * width`` for images (which may then also be
+        passed as rows of that length).
 
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Column names seen during ``fit``, when ``X`` had string column names.
@@ -706,7 +789,8 @@ SHARED_ATTRIBUTES_DOC = """\
         The learned scaling: the network sees ``(X - center_) / scale_``.
 
     input_shape_ : tuple of int
-        Shape of one sample as the network sees it.
+        Shape of one sample as the network sees it: ``(n_features,)`` for rows,
+        ``(channels, height, width)`` for images.
 
     hidden_layer_sizes_ : tuple of int
         The resolved hidden widths.

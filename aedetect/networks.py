@@ -20,7 +20,7 @@ ACTIVATIONS = {
     "selu": nn.SELU,
 }
 
-ARCHITECTURES = ("dense",)
+ARCHITECTURES = ("dense", "conv")
 
 
 def dense_stack(sizes, activation="relu", dropout=0.0, batch_norm=False):
@@ -83,23 +83,126 @@ class DenseDecoder(nn.Module):
         return out
 
 
-def build_encoder(architecture, input_shape, out_dim, hidden_layer_sizes, **options):
-    """Encoder for ``architecture`` mapping inputs of ``input_shape`` to ``out_dim``."""
+def conv_feature_sizes(image_size, n_stages):
+    """Spatial sizes ``[(H, W), ...]`` before and after each of ``n_stages`` poolings.
+
+    Pooling halves each side rounding up (``ceil_mode``), so no pixel is dropped
+    and a side never shrinks below 1: 28 -> 14 -> 7 -> 4, 8 -> 4 -> 2 -> 1 -> 1.
+    """
+    sizes = [tuple(image_size)]
+    for _ in range(n_stages):
+        sizes.append(tuple(-(-side // 2) for side in sizes[-1]))
+    return sizes
+
+
+def conv_stage(n_in, n_out, activation="relu", dropout=0.0, batch_norm=False):
+    """A 3x3 convolution (same padding) followed by optional batch norm, the activation
+    and optional dropout."""
+    layers = [nn.Conv2d(n_in, n_out, kernel_size=3, padding=1, bias=not batch_norm)]
+    if batch_norm:
+        layers.append(nn.BatchNorm2d(n_out))
+    layers.append(ACTIVATIONS[activation]())
+    if dropout > 0:
+        layers.append(nn.Dropout(dropout))
+    return layers
+
+
+class ConvEncoder(nn.Module):
+    """Convolution stages, each a 3x3 convolution, the activation and a 2x2 max-pooling,
+    then dense layers ``hidden_layer_sizes`` and a linear head of size ``out_dim``.
+
+    ``input_shape`` is ``(channels, height, width)``; stage ``i`` has
+    ``conv_channels[i]`` channels. Any image size works: pooling rounds up (see
+    :func:`conv_feature_sizes`).
+    """
+
+    def __init__(self, input_shape, out_dim, hidden_layer_sizes, conv_channels=(32, 64),
+                 activation="relu", dropout=0.0, batch_norm=False):
+        super().__init__()
+        channels, *image_size = input_shape
+        layers, n_in = [], channels
+        for n_out in conv_channels:
+            layers += conv_stage(n_in, n_out, activation, dropout, batch_norm)
+            layers.append(nn.MaxPool2d(2, ceil_mode=True))
+            n_in = n_out
+        self.features = nn.Sequential(*layers)
+        smallest = conv_feature_sizes(image_size, len(conv_channels))[-1]
+        sizes = [n_in * math.prod(smallest), *hidden_layer_sizes]
+        self.body = dense_stack(sizes, activation, dropout, batch_norm)
+        self.head = nn.Linear(sizes[-1], out_dim)
+
+    def forward(self, x):
+        return self.head(self.body(self.features(x).flatten(1)))
+
+
+class ConvDecoder(nn.Module):
+    """The mirror of :class:`ConvEncoder`: dense layers up to the smallest feature
+    map, then per stage a nearest-neighbour upsampling to the exact size the encoder
+    had there and a 3x3 convolution; the last convolution outputs the image channels.
+
+    Upsampling to recorded sizes (not by a factor) undoes the rounded-up pooling
+    exactly, so odd sides need no padding or cropping. ``output_activation`` is
+    ``None`` (linear) or ``"sigmoid"`` (pixels in [0, 1]).
+    """
+
+    def __init__(self, in_dim, output_shape, hidden_layer_sizes, conv_channels=(32, 64),
+                 activation="relu", dropout=0.0, batch_norm=False, output_activation=None):
+        super().__init__()
+        channels, *image_size = output_shape
+        sizes = conv_feature_sizes(image_size, len(conv_channels))
+        self.map_shape = (conv_channels[-1], *sizes[-1])
+        dense_sizes = [in_dim, *hidden_layer_sizes]
+        self.body = dense_stack(dense_sizes, activation, dropout, batch_norm)
+        self.head = nn.Sequential(nn.Linear(dense_sizes[-1], math.prod(self.map_shape)),
+                                  ACTIVATIONS[activation]())
+        n_stages = len(conv_channels)
+        outputs = [*conv_channels[-2::-1], channels]
+        layers = []
+        for i, (n_in, n_out) in enumerate(zip(conv_channels[::-1], outputs)):
+            layers.append(nn.Upsample(size=sizes[n_stages - 1 - i], mode="nearest"))
+            if i < n_stages - 1:
+                layers += conv_stage(n_in, n_out, activation, dropout, batch_norm)
+            else:
+                layers.append(nn.Conv2d(n_in, n_out, kernel_size=3, padding=1))
+        self.features = nn.Sequential(*layers)
+        self.output_activation = output_activation
+
+    def forward(self, z):
+        out = self.head(self.body(z)).view(-1, *self.map_shape)
+        out = self.features(out)
+        if self.output_activation == "sigmoid":
+            out = torch.sigmoid(out)
+        return out
+
+
+def build_encoder(architecture, input_shape, out_dim, hidden_layer_sizes, conv_channels=(32, 64),
+                  **options):
+    """Encoder for ``architecture`` mapping inputs of ``input_shape`` to ``out_dim``.
+
+    ``conv_channels`` is used by ``architecture='conv'`` only, whose ``input_shape``
+    is ``(channels, height, width)``.
+    """
     if architecture == "dense":
         return DenseEncoder(input_shape, out_dim, hidden_layer_sizes, **options)
+    if architecture == "conv":
+        return ConvEncoder(input_shape, out_dim, hidden_layer_sizes, conv_channels, **options)
     raise ValueError(f"Unknown architecture {architecture!r}; expected one of {ARCHITECTURES}.")
 
 
 def build_decoder(architecture, in_dim, output_shape, hidden_layer_sizes,
-                  output_activation=None, **options):
+                  output_activation=None, conv_channels=(32, 64), **options):
     """Decoder for ``architecture`` mapping ``in_dim`` codes to ``output_shape``.
 
-    ``hidden_layer_sizes`` is given in encoder order; the decoder mirrors it.
+    ``hidden_layer_sizes`` and ``conv_channels`` are given in encoder order; the
+    decoder mirrors them.
     """
     mirrored = list(hidden_layer_sizes)[::-1]
     if architecture == "dense":
         return DenseDecoder(in_dim, output_shape, mirrored,
                             output_activation=output_activation, **options)
+    if architecture == "conv":
+        return ConvDecoder(in_dim, output_shape, mirrored, tuple(conv_channels),
+                           output_activation=output_activation, **options)
     raise ValueError(f"Unknown architecture {architecture!r}; expected one of {ARCHITECTURES}.")
 
 
