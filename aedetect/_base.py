@@ -453,10 +453,17 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         return torch.from_numpy(np.ascontiguousarray(self._scale(X))).to(self.device_)
 
     def _chunk_rows(self):
+        """Rows per scoring chunk (detectors that expand each row override this)."""
+        return self._rows_per_chunk(copies=1)
+
+    def _rows_per_chunk(self, copies):
+        """Rows such that ``copies`` float32 activations of the widest layer, four
+        layers' worth, fit in ``SCORING_MEMORY_BUDGET``."""
         conv_channels = self.conv_channels if self.architecture == "conv" else None
         widest = _images.widest_activation(self.input_shape_, self.hidden_layer_sizes_,
                                            conv_channels)
-        return max(1, SCORING_MEMORY_BUDGET // (4 * 4 * widest))
+        widest = max(widest, 2 * self.latent_dim_)
+        return max(1, SCORING_MEMORY_BUDGET // (4 * 4 * widest * copies))
 
     def _map_batches(self, X, function):
         """Apply ``function`` to tensors of chunks of ``X``; concatenate as float64 numpy."""

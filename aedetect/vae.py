@@ -11,7 +11,7 @@ from sklearn.utils.validation import check_array, check_is_fitted
 from torch import nn
 from torch.nn import functional as F
 
-from ._base import SCORING_MEMORY_BUDGET, BaseAutoencoderDetector, fill_docstring
+from ._base import BaseAutoencoderDetector, fill_docstring
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -336,14 +336,7 @@ class VAEDetector(BaseAutoencoderDetector):
 
     def _chunk_rows(self):
         # Scoring decodes n_draws codes per row.
-        return self._rows_within_budget(self.module_.noise_bank.shape[0] + 1)
-
-    def _rows_within_budget(self, copies):
-        """Rows per chunk so that ``copies`` float32 activations of the widest layer
-        (four layers' worth) fit in ``SCORING_MEMORY_BUDGET``."""
-        widest = max(math.prod(self.input_shape_), 2 * self.latent_dim_,
-                     *self.hidden_layer_sizes_)
-        return max(1, SCORING_MEMORY_BUDGET // (4 * 4 * widest * copies))
+        return self._rows_per_chunk(copies=self.module_.noise_bank.shape[0] + 1)
 
     # -------------------------------------------------- Bernoulli range
     def _fit_scaler(self, X):
@@ -421,7 +414,7 @@ class VAEDetector(BaseAutoencoderDetector):
     def _decode(self, codes):
         """Decoder mean of CPU float32 ``codes``, unscaled, as float64 numpy rows."""
         self.module_.eval()
-        chunk = self._rows_within_budget(1)
+        chunk = self._rows_per_chunk(copies=1)
         parts = []
         with torch.inference_mode():
             for start in range(0, codes.shape[0], chunk):

@@ -174,9 +174,11 @@ def test_denoising_brings_noisy_images_closer_to_the_clean_ones():
     ones, their reconstructions at 0.027 (8x8 digits, Gaussian noise 0.3)."""
     rng = np.random.RandomState(0)
     train, test = IMAGES[:1200], IMAGES[1200:1500]
+    # The corruption is the regularizer here: dropout on top of it blurs the output
+    # (measured 0.033 with the default dropout=0.2, 0.026 without).
     detector = AEDetector(architecture="conv", conv_channels=(16, 32), latent_dim=16,
-                          noise=0.3, max_iter=25, batch_size=32, learning_rate_init=3e-3,
-                          random_state=0).fit(train)
+                          noise=0.3, dropout=0.0, max_iter=25, batch_size=32,
+                          learning_rate_init=3e-3, random_state=0).fit(train)
     noisy = np.clip(test + rng.normal(scale=0.3, size=test.shape), 0, 1)
     denoised = detector.reconstruct(noisy)
     noisy_error = np.mean((noisy - test) ** 2)

@@ -192,7 +192,7 @@ def test_scores_are_deterministic_and_subset_invariant(tabular, monkeypatch):
         assert_allclose(scorer.score_samples(X[7:19]), full[7:19], rtol=1e-6)
         assert_allclose(scorer.score_samples(X[::-1]), full[::-1], rtol=1e-6)
         with monkeypatch.context() as patch:                      # 1-row chunks
-            patch.setattr(aedetect.vae, "SCORING_MEMORY_BUDGET", 1)
+            patch.setattr(aedetect._base, "SCORING_MEMORY_BUDGET", 1)
             assert_allclose(scorer.score_samples(X[:40]), full[:40], rtol=1e-6)
     assert_array_equal(fit_tabular().score_samples(X), detector.score_samples(X))
 
