@@ -182,7 +182,7 @@ def test_denoising_noise_is_clipped_and_training_only(blobs):
     X, _ = blobs
     detector = AEDetector(noise=0.3, **FAST).fit(X)
     np.testing.assert_array_equal(detector.score_samples(X), detector.score_samples(X))
-    target = torch.as_tensor(detector._scale(X))
+    target = torch.as_tensor(detector._scale(X), device=detector.device_)
     noisy = detector._corrupt(target)
     assert not torch.equal(noisy, target)
     assert torch.all(noisy <= detector._clip_high) and torch.all(noisy >= detector._clip_low)

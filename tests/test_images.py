@@ -158,7 +158,7 @@ def test_auto_scaling_for_conv_is_one_range_over_all_pixels():
 
 def test_corruption_stays_in_the_pixel_range():
     detector = AEDetector(**{**SMALL, "noise": 0.5}).fit(IMAGES[:100])
-    x = torch.as_tensor(detector._scale(IMAGES[100:200].reshape(100, -1)))
+    x = torch.as_tensor(detector._scale(IMAGES[100:200].reshape(100, -1)), device=detector.device_)
     with torch.random.fork_rng():
         torch.manual_seed(0)
         noisy = detector._corrupt(x)

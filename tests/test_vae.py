@@ -54,8 +54,9 @@ def tabular():
 def posterior(detector, X):
     """Mean and variance of q(z|x) for each row."""
     with torch.no_grad():
-        mu, log_var = detector.module_.encode(torch.as_tensor(detector._scale(X)))
-    return mu.double().numpy(), log_var.exp().double().numpy()
+        x = torch.as_tensor(detector._scale(X), device=detector.device_)
+        mu, log_var = detector.module_.encode(x)
+    return mu.double().cpu().numpy(), log_var.exp().double().cpu().numpy()
 
 
 # ------------------------------------------------------------------ the prior
