@@ -12,7 +12,8 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from torch import nn
 from torch.nn import functional as F
 
-from ._base import BaseAutoencoderDetector, fill_docstring
+from ._base import BaseAutoencoderDetector
+from ._docs import fill_docstring
 from .networks import Discriminator, LabelConditioned
 from .priors import make_prior
 

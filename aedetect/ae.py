@@ -1,6 +1,7 @@
 """AEDetector: an autoencoder scored by its reconstruction error."""
 
-from ._base import BaseAutoencoderDetector, fill_docstring
+from ._base import BaseAutoencoderDetector
+from ._docs import fill_docstring
 from .networks import Autoencoder
 
 

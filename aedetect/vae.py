@@ -11,7 +11,8 @@ from sklearn.utils.validation import check_array, check_is_fitted
 from torch import nn
 from torch.nn import functional as F
 
-from ._base import BaseAutoencoderDetector, fill_docstring
+from ._base import BaseAutoencoderDetector
+from ._docs import fill_docstring
 
 LOG_2PI = math.log(2.0 * math.pi)
 
