@@ -13,6 +13,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 import aedetect  # noqa: E402
+from aedetect import _base  # noqa: E402
 from aedetect._base import BaseAutoencoderDetector  # noqa: E402
 
 # The test networks are tiny: one thread is faster than two and does not oversubscribe
@@ -37,3 +38,16 @@ DETECTORS = public_detectors()
 def detector_class(request):
     """Each public detector class in turn."""
     return request.param
+
+
+_resolve_device = _base.resolve_device
+
+
+@pytest.fixture(autouse=True)
+def _cpu_unless_marked_gpu(request, monkeypatch):
+    """Tests run their detectors on the CPU, where scores are bit-reproducible and the
+    measured floors hold, even on a machine with a GPU; tests marked ``gpu`` keep
+    ``device='auto'`` (CUDA when present) and check what must hold on every device."""
+    if request.node.get_closest_marker("gpu") is None:
+        monkeypatch.setattr(_base, "resolve_device",
+                            lambda device: _resolve_device("cpu" if device == "auto" else device))

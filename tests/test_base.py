@@ -222,6 +222,7 @@ def test_verbose_progress_bar(blobs, capsys):
     assert "AEDetector" in err and "loss" in err
 
 
+@pytest.mark.gpu
 def test_device_resolution():
     assert resolve_device("cpu") == torch.device("cpu")
     expected = "cuda" if torch.cuda.is_available() else "cpu"
@@ -241,11 +242,14 @@ def test_cuda_requested_without_cuda():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_gpu_fit_matches_contract_and_pickles_to_cpu(blobs):
+def test_gpu_fit_matches_contract_and_pickles_to_cpu(detector_class, blobs):
     X, y = blobs
-    detector = AEDetector(device="cuda", max_iter=60, random_state=0).fit(X)
+    detector = detector_class(device="cuda", random_state=0).fit(X)
     assert detector.device_.type == "cuda"
-    assert roc_auc_score(y, -detector.score_samples(X)) > 0.9
+    # The exact floors are pinned on the CPU; on CUDA the random streams differ.
+    assert roc_auc_score(y, -detector.score_samples(X)) > 0.8
+    single = np.array([detector.score_samples(X[i:i + 1])[0] for i in range(5)])
+    np.testing.assert_allclose(single, detector.score_samples(X)[:5], rtol=1e-5, atol=1e-6)
     state = pickle.dumps(detector)
     restored = pickle.loads(state)
     assert restored.device_.type == "cuda"
