@@ -43,11 +43,22 @@ def detector_class(request):
 _resolve_device = _base.resolve_device
 
 
+def _cpu_for_auto(device):
+    return _resolve_device("cpu" if device == "auto" else device)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _detectors_on_cpu():
+    """Detectors with ``device='auto'`` run on the CPU, where scores are bit-reproducible
+    and the measured floors hold, even on a machine with a GPU. Session scope, so the
+    module-scoped fixtures that fit detectors are covered too."""
+    _base.resolve_device = _cpu_for_auto
+    yield
+    _base.resolve_device = _resolve_device
+
+
 @pytest.fixture(autouse=True)
-def _cpu_unless_marked_gpu(request, monkeypatch):
-    """Tests run their detectors on the CPU, where scores are bit-reproducible and the
-    measured floors hold, even on a machine with a GPU; tests marked ``gpu`` keep
-    ``device='auto'`` (CUDA when present) and check what must hold on every device."""
-    if request.node.get_closest_marker("gpu") is None:
-        monkeypatch.setattr(_base, "resolve_device",
-                            lambda device: _resolve_device("cpu" if device == "auto" else device))
+def _auto_device_for_gpu_tests(request, monkeypatch):
+    """Tests marked ``gpu`` keep the real ``device='auto'`` (CUDA when present)."""
+    if request.node.get_closest_marker("gpu") is not None:
+        monkeypatch.setattr(_base, "resolve_device", _resolve_device)

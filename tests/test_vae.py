@@ -176,10 +176,12 @@ def test_reconstruction_score_is_elbo_plus_kl(tabular):
 def test_elbo_separates_digit_outliers():
     # Digits 0-4 with 5% sevens; pixels / 16 lie in [0, 1] for the Bernoulli decoder.
     X, y = load_digits_outliers(random_state=0)
+    # Batch norm and dropout (the tabular defaults) blur pixel reconstructions: without
+    # them the AUC is 0.906 / 0.899 / 0.887 for seeds 0 / 1 / 2 (with them 0.85 / 0.78).
     detector = VAEDetector(likelihood="bernoulli", max_iter=60, batch_size=64,
-                           random_state=0).fit(X / 16)
+                           batch_norm=False, dropout=0.0, random_state=0).fit(X / 16)
     auc = roc_auc_score(y, -detector.score_samples(X / 16))
-    assert auc > 0.85  # measured 0.92; AEDetector gets 0.85 with the same budget
+    assert auc > 0.85
 
 
 # -------------------------------------------------------------- determinism
