@@ -62,9 +62,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     X_train, X_test = load_images(args)
+    # The corruption regularizes; dropout on top of it blurs the output.
     detector = AEDetector(architecture="conv", conv_channels=(32, 64), latent_dim=32,
-                          noise=args.noise, max_iter=args.epochs, batch_size=64,
-                          device=args.device, random_state=0).fit(X_train)
+                          noise=args.noise, dropout=0.0, max_iter=args.epochs,
+                          batch_size=64, device=args.device, random_state=0).fit(X_train)
     rng = np.random.RandomState(0)
     clean = X_test[:10]
     noisy = np.clip(clean + rng.normal(scale=args.noise, size=clean.shape), 0, 1)
