@@ -253,7 +253,8 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         """Minus the mean score of the held-out rows, scored in memory-bounded chunks."""
         self.module_.eval()
         with torch.inference_mode():
-            total = sum(self._score_batch(chunk).sum() for chunk in X_val.split(self._chunk_rows()))
+            chunks = X_val.split(self._chunk_rows())
+            total = sum(self._score_batch(chunk).sum() for chunk in chunks)
         return -float(total) / X_val.shape[0]
 
     def _set_clip_range(self, X_train):
@@ -591,9 +592,23 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
     def _squared_error_batch(self, x):
         return (self._reconstruct_batch(x) - x).pow(2)
 
+    def _decode_rows(self, decode, codes, labels=None):
+        """Rows in the user's units from ``decode(z)`` (or ``decode(z, labels)``) of
+        ``codes``, chunk by chunk within the scoring memory budget, as float64 numpy."""
+        self.module_.eval()
+        chunk = self._rows_per_chunk(copies=1)
+        parts = []
+        with torch.inference_mode():
+            for start in range(0, codes.shape[0], chunk):
+                z = codes[start:start + chunk].to(self.device_)
+                out = (decode(z) if labels is None
+                       else decode(z, labels[start:start + chunk].to(self.device_)))
+                parts.append(out.to(torch.float64).cpu().numpy().reshape(z.shape[0], -1))
+        return np.concatenate(parts) * self.scale_ + self.center_
+
     @property
     def _n_features_out(self):
-        """Number of columns of ``transform``: the code size (names via ``get_feature_names_out``)."""
+        """Columns of ``transform``: the code size (named by ``get_feature_names_out``)."""
         return self.latent_dim_
 
     # ----------------------------------------------------------- pickling
@@ -616,6 +631,18 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
             state = {key: _to_device(value, target) for key, value in state.items()}
             state["device_"] = target
         super().__setstate__(state)
+
+
+def row_mean_squared_error(reconstruction, target):
+    """Per-row mean squared error over every feature (or pixel)."""
+    return (reconstruction - target).pow(2).flatten(1).mean(dim=1)
+
+
+def check_n_samples(n_samples):
+    """``n_samples`` of ``sample()`` as an int, or a ValueError naming the problem."""
+    if isinstance(n_samples, bool) or not isinstance(n_samples, Integral) or n_samples < 1:
+        raise ValueError(f"n_samples must be a positive int, got {n_samples!r}.")
+    return int(n_samples)
 
 
 def _padded(function, x):

@@ -12,7 +12,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from torch import nn
 from torch.nn import functional as F
 
-from ._base import BaseAutoencoderDetector
+from ._base import BaseAutoencoderDetector, check_n_samples, row_mean_squared_error
 from ._docs import fill_docstring
 from .networks import Discriminator, LabelConditioned
 from .priors import make_prior
@@ -50,11 +50,6 @@ class AdversarialAutoencoder(nn.Module):
 
     def discriminate(self, z, labels=None):
         return self.discriminator(z, labels) if self.n_classes else self.discriminator(z)
-
-
-def _squared_error(reconstruction, target):
-    """Per-row mean squared error over every feature (or pixel)."""
-    return (reconstruction - target).pow(2).flatten(1).mean(dim=1)
 
 
 @fill_docstring
@@ -314,7 +309,8 @@ default='normal'
         net = self.module_
         # 1. reconstruction: encoder and decoder on the squared error.
         codes = net.encoder(x)
-        reconstruction_loss = self._batch_loss(_squared_error(net.decode(codes, y), target))
+        reconstruction = net.decode(codes, y)
+        reconstruction_loss = self._batch_loss(row_mean_squared_error(reconstruction, target))
         self._optimize(reconstruction_loss, "autoencoder")
         # 2a. discriminator: prior draws are real (smoothed label), codes are fake.
         real = net.discriminate(net.prior.sample(codes.shape[0]), y)
@@ -378,12 +374,12 @@ default='normal'
         net = self.module_
         if not net.n_classes:
             reconstruction = net.decode(codes)
-            return _squared_error(reconstruction, x), reconstruction, None
+            return row_mean_squared_error(reconstruction, x), reconstruction, None
         best = None
         for k in range(net.n_classes):
             labels = torch.full((codes.shape[0],), k, dtype=torch.long, device=codes.device)
             reconstruction = net.decode(codes, labels)
-            error = _squared_error(reconstruction, x)
+            error = row_mean_squared_error(reconstruction, x)
             if best is None:
                 best = [error, reconstruction, labels]
                 continue
@@ -436,20 +432,16 @@ default='normal'
         X_sampled : ndarray of shape (n_samples, n_features_in_), dtype float64
         """
         check_is_fitted(self)
-        if not isinstance(n_samples, Integral) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive int, got {n_samples!r}.")
-        labels = self._sample_labels(int(n_samples), y)
+        n_samples = check_n_samples(n_samples)
+        labels = self._sample_labels(n_samples, y)
         seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
         devices = [self.device_.index] if self.device_.type == "cuda" else []
-        self.module_.eval()
         with torch.random.fork_rng(devices=devices), torch.inference_mode():
             torch.manual_seed(seed)
-            codes = self.module_.prior.sample(int(n_samples))
-            if labels is not None:
-                labels = torch.as_tensor(labels, device=self.device_)
-            decoded = self.module_.decode(codes, labels)
-        decoded = decoded.to(torch.float64).cpu().numpy().reshape(n_samples, -1)
-        return decoded * self.scale_ + self.center_
+            codes = self.module_.prior.sample(n_samples)
+        if labels is not None:
+            labels = torch.as_tensor(labels)
+        return self._decode_rows(self.module_.decode, codes, labels)
 
     def _sample_labels(self, n_samples, y):
         """Class indices of the rows to sample (``None`` when not conditional)."""

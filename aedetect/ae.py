@@ -1,6 +1,6 @@
 """AEDetector: an autoencoder scored by its reconstruction error."""
 
-from ._base import BaseAutoencoderDetector
+from ._base import BaseAutoencoderDetector, row_mean_squared_error
 from ._docs import fill_docstring
 from .networks import Autoencoder
 
@@ -97,20 +97,15 @@ class AEDetector(BaseAutoencoderDetector):
                            self._make_decoder(self.latent_dim_))
 
     def _train_step(self, x, target, y=None):
-        loss = self._batch_loss(self._reconstruction_error(self.module_(x), target))
+        loss = self._batch_loss(row_mean_squared_error(self.module_(x), target))
         self._optimize(loss)
         return {"loss": loss.detach()}
 
     def _score_batch(self, x):
-        return -self._reconstruction_error(self.module_(x), x)
+        return -row_mean_squared_error(self.module_(x), x)
 
     def _encode_batch(self, x):
         return self.module_.encoder(x)
 
     def _reconstruct_batch(self, x):
         return self.module_(x)
-
-    @staticmethod
-    def _reconstruction_error(reconstruction, target):
-        """Per-row mean squared error over every feature (or pixel)."""
-        return (reconstruction - target).pow(2).flatten(1).mean(dim=1)

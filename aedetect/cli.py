@@ -32,7 +32,8 @@ def demo(args):
     logging_note = " (including MLflow logging)" if callback is not None else ""
     print(f"AEDetector: {detector.n_iter_} epochs on {detector.device_} in {seconds:.1f} s"
           f"{logging_note}.")
-    print(f"AUC-ROC {roc_auc_score(y, -scores):.3f}, AUC-PR {average_precision_score(y, -scores):.3f} "
+    print(f"AUC-ROC {roc_auc_score(y, -scores):.3f}, "
+          f"AUC-PR {average_precision_score(y, -scores):.3f} "
           "(score_samples is higher for normal rows, so -score ranks outliers first).")
     flagged = np.flatnonzero(labels == -1)
     hits = int(y[flagged].sum())

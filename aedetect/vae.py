@@ -11,7 +11,7 @@ from sklearn.utils.validation import check_array, check_is_fitted
 from torch import nn
 from torch.nn import functional as F
 
-from ._base import BaseAutoencoderDetector
+from ._base import BaseAutoencoderDetector, check_n_samples
 from ._docs import fill_docstring
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -383,11 +383,11 @@ class VAEDetector(BaseAutoencoderDetector):
             added), in the units of the training data.
         """
         check_is_fitted(self)
-        if isinstance(n_samples, bool) or not isinstance(n_samples, Integral) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive int, got {n_samples!r}.")
+        n_samples = check_n_samples(n_samples)
         rng = check_random_state(random_state)
-        codes = rng.standard_normal((int(n_samples), self.latent_dim_))
-        return self._decode(torch.from_numpy(codes.astype(np.float32)))
+        codes = rng.standard_normal((n_samples, self.latent_dim_))
+        return self._decode_rows(self._decode_mean,
+                                 torch.from_numpy(codes.astype(np.float32)))
 
     def inverse_transform(self, X):
         """Decode latent codes (e.g. from ``transform``) to rows: the decoder's mean.
@@ -410,16 +410,9 @@ class VAEDetector(BaseAutoencoderDetector):
             raise ValueError(f"X has {codes.shape[1]} features, but {type(self).__name__} "
                              f"is expecting {self.latent_dim_} latent features as input "
                              "(inverse_transform decodes latent codes).")
-        return self._decode(torch.from_numpy(codes.astype(np.float32)))
+        return self._decode_rows(self._decode_mean,
+                                 torch.from_numpy(codes.astype(np.float32)))
 
-    def _decode(self, codes):
-        """Decoder mean of CPU float32 ``codes``, unscaled, as float64 numpy rows."""
-        self.module_.eval()
-        chunk = self._rows_per_chunk(copies=1)
-        parts = []
-        with torch.inference_mode():
-            for start in range(0, codes.shape[0], chunk):
-                z = codes[start:start + chunk].to(self.device_)
-                mean = self._decoder_mean(self.module_.decoder(z))
-                parts.append(mean.to(torch.float64).cpu().numpy().reshape(z.shape[0], -1))
-        return np.concatenate(parts) * self.scale_ + self.center_
+    def _decode_mean(self, z):
+        """Mean of p(x|z) for codes ``z``."""
+        return self._decoder_mean(self.module_.decoder(z))
