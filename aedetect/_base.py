@@ -13,6 +13,10 @@ A detector (``ae.py``, ``vae.py``, ``aae.py``) contributes only:
 - ``_reconstruct_batch(x) -> Tensor`` shaped like ``x``: the reconstruction (the
   decoder's mean), in the scaled space the network sees.
 
+Detectors with latent neighbour scores (``score_type`` in ``_neighbour_score_types``)
+get the training codes kept after training (``reference_codes_``) and
+``_neighbour_distance(codes)`` from here.
+
 Model files never validate input or move data between devices; this file never knows
 which model it trains.
 """
@@ -47,6 +51,12 @@ MIN_SCORING_ROWS = 4
 #: Callbacks every fit runs after the detector's own ``callbacks`` (the switch of
 #: ``aedetect.tracking.autolog`` lives here).
 GLOBAL_CALLBACKS = []
+
+#: At most this many training rows (drawn with ``random_state``) give the reference
+#: codes of the latent neighbour scores: it bounds their memory and scoring time.
+MAX_REFERENCE_CODES = 10_000
+#: Rows compared with every reference code at once (bounds the distance matrix).
+NEIGHBOUR_CHUNK_ROWS = 1024
 
 #: Interquartile range of a standard normal: IQR / 1.349 estimates its standard deviation.
 IQR_TO_STD = 1.3489795
@@ -188,9 +198,55 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         self._set_clip_range(X_train)
         self.module_ = self._build(self.input_shape_).to(device)
         self._optimizers = self._make_optimizers(self.module_)
+        if self._neighbour_score_types:
+            self.reference_codes_ = None  # none while training (validation scores)
         self._train(X_train, y_train, X_val, callbacks)
         self.module_.eval()
+        self._scoring_training_rows = True  # neighbour scores leave each row itself out
+        if self._uses_neighbours():
+            self._fit_neighbours(X, rng)
         self.offset_ = contamination_offset(self._score(X), self.contamination)
+        del self._scoring_training_rows
+
+    # ------------------------------------------------- latent neighbours
+    #: ``score_type`` values scored by the distance of a code to its nearest training
+    #: codes (detectors that offer them set this).
+    _neighbour_score_types = ()
+    #: True only while ``fit`` scores the training rows themselves.
+    _scoring_training_rows = False
+
+    def _uses_neighbours(self):
+        return bool(self._neighbour_score_types) and self.score_type in self._neighbour_score_types
+
+    def _check_neighbours(self, n_samples):
+        """``n_neighbors`` must leave at least one other training row per row."""
+        if self._uses_neighbours() and self.n_neighbors >= n_samples:
+            raise ValueError(
+                f"score_type={self.score_type!r} compares each code with its n_neighbors="
+                f"{self.n_neighbors} nearest training codes, other than its own, so it needs "
+                f"more than n_neighbors samples; got n_samples={n_samples}. Lower "
+                "n_neighbors or use more training data.")
+
+    def _fit_neighbours(self, X, rng):
+        """Keep the codes of the training rows (at most ``MAX_REFERENCE_CODES``, drawn
+        with ``rng``), each dimension divided by its standard deviation over them
+        (``code_scale_``), so that every latent dimension counts alike."""
+        if X.shape[0] > MAX_REFERENCE_CODES:
+            X = X[np.sort(rng.choice(X.shape[0], MAX_REFERENCE_CODES, replace=False))]
+        codes = self._map_batches(X, self._encode_batch)
+        scale = codes.std(axis=0)
+        scale[~(scale > 1e-12)] = 1.0
+        self.code_scale_ = scale
+        self.reference_codes_ = (codes / scale).astype(np.float32)
+
+    def _neighbour_distance(self, codes):
+        """Mean Euclidean distance of each code (scaled by ``code_scale_``) to its
+        ``n_neighbors`` nearest reference codes; while ``fit`` scores the training rows,
+        the nearest one (the row itself) is left out."""
+        reference = torch.from_numpy(self.reference_codes_).to(codes.device)
+        scale = torch.from_numpy(self.code_scale_).to(codes.device, codes.dtype)
+        return mean_neighbour_distance(codes / scale, reference, self.n_neighbors,
+                                       skip_nearest=self._scoring_training_rows)
 
     def _train(self, X_train, y_train, X_val, callbacks):
         self.history_ = []
@@ -331,6 +387,7 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         _images.check_conv_channels(self.conv_channels)
         self.hidden_layer_sizes_ = self._resolve_hidden_sizes(n_features)
         self.latent_dim_ = self.latent_dim or self._default_latent_dim(n_features)
+        self._check_neighbours(X.shape[0])
         if self.early_stopping and X.shape[0] < 3:
             raise ValueError("early_stopping=True needs at least 3 samples (2 to train, 1 to "
                              f"validate), got n_samples={X.shape[0]}.")
@@ -479,6 +536,11 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
 
     def _score(self, X):
         """Scores of validated, unscaled ``X`` (no validation: ``fit`` reuses it)."""
+        if self._uses_neighbours() and getattr(self, "reference_codes_", None) is None:
+            raise ValueError(
+                f"score_type={self.score_type!r} needs the training codes, which fit keeps "
+                "only when score_type asks for them; this detector was fitted with another "
+                "score_type. Fit it again with this score_type.")
         return self._map_batches(X, self._score_batch)
 
     # ------------------------------------------------------------ public
@@ -636,6 +698,22 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
 def row_mean_squared_error(reconstruction, target):
     """Per-row mean squared error over every feature (or pixel)."""
     return (reconstruction - target).pow(2).flatten(1).mean(dim=1)
+
+
+def mean_neighbour_distance(codes, reference, n_neighbors, skip_nearest=False):
+    """Mean Euclidean distance of each row of ``codes`` to its ``n_neighbors`` nearest
+    rows of ``reference``, skipping the nearest one first when ``skip_nearest``.
+
+    Distances are computed directly (not through a matrix product), so a row's result
+    does not depend on the rows scored with it.
+    """
+    skip = int(skip_nearest)
+    parts = []
+    for chunk in codes.split(NEIGHBOUR_CHUNK_ROWS):
+        distances = torch.cdist(chunk, reference, compute_mode="donot_use_mm_for_euclid_dist")
+        nearest = distances.topk(n_neighbors + skip, dim=1, largest=False, sorted=True).values
+        parts.append(nearest[:, skip:].mean(dim=1))
+    return torch.cat(parts)
 
 
 def check_n_samples(n_samples):

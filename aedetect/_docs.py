@@ -164,9 +164,30 @@ SHARED_ATTRIBUTES_DOC = """\
         Epoch of ``best_loss_``; with early stopping its weights are restored."""
 
 
+#: numpydoc text of ``n_neighbors``, for detectors with latent neighbour scores.
+NEIGHBOUR_PARAMETER_DOC = """\
+    n_neighbors : int >= 1, default=5
+        Number of nearest training codes the latent neighbour score averages the
+        distance to (``score_type='latent'`` or ``'combined'``)."""
+
+#: numpydoc text of the fitted attributes of the latent neighbour scores.
+NEIGHBOUR_ATTRIBUTES_DOC = """\
+    reference_codes_ : ndarray of shape (n_reference, latent_dim_) or None
+        With a latent neighbour ``score_type``: the codes of the training rows (at
+        most 10,000, drawn with ``random_state``), divided by ``code_scale_``; the
+        latent score of a row is minus its mean distance to the ``n_neighbors``
+        nearest of them. ``None`` when ``score_type`` does not use them.
+
+    code_scale_ : ndarray of shape (latent_dim_,)
+        Standard deviation of each code dimension over the reference rows (set
+        with ``reference_codes_``)."""
+
+
 def fill_docstring(cls):
     """Class decorator: put the shared parameter and attribute docs in ``cls.__doc__``."""
     cls.__doc__ = (cls.__doc__
                    .replace("{shared_parameters}", SHARED_PARAMETERS_DOC)
-                   .replace("{shared_attributes}", SHARED_ATTRIBUTES_DOC))
+                   .replace("{shared_attributes}", SHARED_ATTRIBUTES_DOC)
+                   .replace("{neighbour_parameter}", NEIGHBOUR_PARAMETER_DOC)
+                   .replace("{neighbour_attributes}", NEIGHBOUR_ATTRIBUTES_DOC))
     return cls

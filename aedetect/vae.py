@@ -23,7 +23,7 @@ LOG_2PI = math.log(2.0 * math.pi)
 LOG_VAR_RANGE = (-10.0, 10.0)
 
 LIKELIHOODS = ("gaussian", "gaussian_fixed", "bernoulli")
-SCORE_TYPES = ("elbo", "iwae", "reconstruction")
+SCORE_TYPES = ("elbo", "iwae", "reconstruction", "latent")
 
 #: Tolerance on the [0, 1] range required by the Bernoulli likelihood (rounding).
 _UNIT_TOLERANCE = 1e-6
@@ -141,14 +141,25 @@ class VAEDetector(BaseAutoencoderDetector):
           ``log mean_k p(x, z_k) / q(z_k|x)`` [2]_, never looser than the ELBO in
           expectation and tighter with more draws;
         - ``'reconstruction'``: mean over the draws of log p(x|z) only, the
-          "reconstruction probability" of [4]_; it ignores how unusual the code is.
+          "reconstruction probability" of [4]_; it ignores how unusual the code is;
+        - ``'latent'``: minus the mean distance of the posterior mean (the code of
+          ``transform``) to its ``n_neighbors`` nearest training codes, each code
+          dimension divided by its spread. Not a bound on log p(x): it asks how
+          far a row's code lies from those of the training rows, which on images
+          separates similar classes better than the likelihood (see the README's
+          image benchmark). ``fit`` keeps the training codes only for this choice.
 
         It is read when scoring, but ``offset_`` is set in ``fit``: refit after
-        changing it if you use ``predict`` or ``decision_function``.
+        changing it if you use ``predict`` or ``decision_function``. Training (and
+        early stopping) watch the ELBO whatever the choice.
+
+{neighbour_parameter}
 
     Attributes
     ----------
 {shared_attributes}
+
+{neighbour_attributes}
 
     noise_bank_ : Tensor of shape (n_draws, latent_dim_)
         The standard normal draws used by every call to ``score_samples`` (on
@@ -199,7 +210,9 @@ class VAEDetector(BaseAutoencoderDetector):
         "beta": [Interval(Real, 0, None, closed="left")],
         "n_draws": [Interval(Integral, 1, None, closed="left")],
         "score_type": [StrOptions(set(SCORE_TYPES))],
+        "n_neighbors": [Interval(Integral, 1, None, closed="left")],
     }
+    _neighbour_score_types = ("latent",)
 
     def __init__(self, *, hidden_layer_sizes=None, latent_dim=None, activation="relu",
                  dropout=0.2, batch_norm=True, architecture="dense", conv_channels=(32, 64),
@@ -209,7 +222,7 @@ class VAEDetector(BaseAutoencoderDetector):
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=10,
                  tol=1e-4, contamination="auto", device="auto", random_state=None,
                  verbose=0, callbacks=None, likelihood="gaussian", beta=1.0, n_draws=10,
-                 score_type="elbo"):
+                 score_type="elbo", n_neighbors=5):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.latent_dim = latent_dim
         self.activation = activation
@@ -239,6 +252,7 @@ class VAEDetector(BaseAutoencoderDetector):
         self.beta = beta
         self.n_draws = n_draws
         self.score_type = score_type
+        self.n_neighbors = n_neighbors
 
     # ------------------------------------------------------------ network
     def _build(self, input_shape):
@@ -312,6 +326,8 @@ class VAEDetector(BaseAutoencoderDetector):
 
     def _score_batch(self, x):
         mu, log_var = self.module_.encode(x)
+        if self.score_type == "latent" and self.reference_codes_ is not None:
+            return -self._neighbour_distance(mu)
         eps = self.module_.noise_bank                                  # (k, d)
         n, n_draws = x.shape[0], eps.shape[0]
         z = mu.unsqueeze(1) + torch.exp(0.5 * log_var).unsqueeze(1) * eps  # (n, k, d)
@@ -320,7 +336,7 @@ class VAEDetector(BaseAutoencoderDetector):
         log_px = self._log_likelihood(output, target).view(n, n_draws)
         if self.score_type == "reconstruction":
             score = log_px.mean(dim=1)
-        elif self.score_type == "elbo":
+        elif self.score_type in ("elbo", "latent"):  # latent: the ELBO while training
             score = log_px.mean(dim=1) - kl_to_standard_normal(mu, log_var)
         else:
             # log p(z) - log q(z|x) for z = mu + sigma * eps (the 2 pi terms cancel).

@@ -8,22 +8,29 @@ classes (outliers) from the held-out images of the class. Repeated over seeds.
     PYTHONPATH=. python benchmarks/one_class_images.py          # everything, GPU if any
     PYTHONPATH=. python benchmarks/one_class_images.py --classes 0 1 --max-train 500 --epochs 2
 
-Methods (``--methods``):
+Methods (``--methods``), each with its own settings (``SETTINGS``; change one with
+``--set METHOD.PARAMETER=VALUE``):
 
-- ``conv_ae``: :class:`aedetect.AEDetector` with ``architecture='conv'``, scored by minus
-  the per-image mean squared reconstruction error;
-- ``conv_vae``: :class:`aedetect.VAEDetector` with the same network, scored by its
-  ELBO (available when this aedetect has ``VAEDetector``);
+- ``conv_ae``: :class:`aedetect.AEDetector` with ``architecture='conv'``; one fit is
+  scored three ways (``score_type``): ``combined`` (the reconstruction error plus the
+  distance of the code to its nearest training codes, each standardized),
+  ``reconstruction`` and ``latent``;
+- ``conv_vae``: :class:`aedetect.VAEDetector` with the same network and a Bernoulli
+  likelihood, scored by ``latent`` (the neighbour distance of the posterior mean) and
+  by its ``elbo``;
 - ``iforest``: scikit-learn's ``IsolationForest`` on the raw pixels.
 
-Writes ``<name>.csv`` (one row per method, class and seed: AUC-ROC, AUC-PR, fit and
-scoring seconds, epochs run, the settings) after every fit, and ``<name>.md`` (the
-overall and per-class means and the timings, with the settings and the machine) into
-``--out``. ``--append`` adds to an existing CSV, so a long run can be split into
-several commands (for example one per seed) and still give one report.
+The result rows are named ``method:score_type`` (``conv_ae:combined``...).
+
+Writes ``<name>.csv`` (one row per method, score type, class and seed: AUC-ROC,
+AUC-PR, fit and scoring seconds, epochs run, the settings) after every fit, and
+``<name>.md`` (the overall and per-class means and the timings, with the settings and
+the machine) into ``--out``. ``--append`` adds to an existing CSV; ``--merge`` makes
+the report from CSVs of runs made in parallel (for example one per seed and method).
 """
 
 import argparse
+import ast
 import platform
 import sys
 import time
@@ -43,22 +50,59 @@ DEFAULT_DATA = REPO / ".." / "shared" / "data" / "fashion-mnist"
 METHODS = ("conv_ae", "conv_vae", "iforest")
 KEY = ["method", "class", "seed"]
 
+#: Each method's settings; the network and training settings were chosen on seed 0
+#: (see benchmarks/README.md). ``score_type`` is the one fitted; ``SCORE_TYPES`` lists
+#: every score type a fit is also scored by.
+SETTINGS = {
+    "conv_ae": {"conv_channels": (32, 64), "latent_dim": 32, "scaling": "standard",
+                "batch_norm": False, "dropout": 0.0, "trim_fraction": 0.0,
+                "max_iter": 30, "batch_size": 128, "learning_rate_init": 2e-3,
+                "score_type": "combined", "n_neighbors": 5},
+    "conv_vae": {"conv_channels": (32, 64), "latent_dim": 16, "scaling": "auto",
+                 "likelihood": "bernoulli", "batch_norm": False, "dropout": 0.0,
+                 "trim_fraction": 0.0, "max_iter": 30, "batch_size": 128,
+                 "learning_rate_init": 2e-3, "score_type": "latent", "n_neighbors": 5},
+    "iforest": {"n_estimators": 100},
+}
+SCORE_TYPES = {"conv_ae": ("combined", "reconstruction", "latent"),
+               "conv_vae": ("latent", "elbo"), "iforest": ("score_samples",)}
+DETECTORS = {"conv_ae": "AEDetector", "conv_vae": "VAEDetector"}
+
 
 def available_methods():
     """The methods this installation can run (``conv_vae`` needs ``VAEDetector``)."""
     return [m for m in METHODS if m != "conv_vae" or hasattr(aedetect, "VAEDetector")]
 
 
+def parse_overrides(items):
+    """``["conv_ae.latent_dim=16", ...]`` -> ``{"conv_ae": {"latent_dim": 16}}``."""
+    overrides = {}
+    for item in items:
+        target, sep, text = item.partition("=")
+        method, dot, name = target.partition(".")
+        if not (sep and dot) or method not in METHODS or not name:
+            raise SystemExit(f"--set takes METHOD.PARAMETER=VALUE with METHOD one of "
+                             f"{METHODS}, got {item!r}.")
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text  # a bare word such as standard
+        overrides.setdefault(method, {})[name] = value
+    return overrides
+
+
 def settings(method, args):
     """The parameters that define ``method`` in this run (recorded with every result)."""
+    found = dict(SETTINGS[method])
     if method == "iforest":
-        return {"n_estimators": args.n_estimators}
-    found = {"conv_channels": tuple(args.conv_channels), "latent_dim": args.latent_dim,
-             "scaling": args.scaling, "noise": args.noise or None,
-             "noise_type": args.noise_type, "max_iter": args.epochs,
-             "batch_size": args.batch_size, "learning_rate_init": args.learning_rate}
-    if method == "conv_vae":
-        found["likelihood"] = args.vae_likelihood
+        found["n_estimators"] = args.n_estimators
+    else:
+        found.update({"max_iter": args.epochs, "batch_size": args.batch_size,
+                      "learning_rate_init": args.learning_rate,
+                      "conv_channels": tuple(args.conv_channels)})
+        if args.noise:
+            found.update({"noise": args.noise, "noise_type": args.noise_type})
+    found.update(args.overrides.get(method, {}))
     return found
 
 
@@ -66,29 +110,37 @@ def make_detector(method, args, seed):
     """A fresh, unfitted model for ``method``; its scores are higher for normal images."""
     if method == "iforest":
         return IsolationForest(**settings(method, args), random_state=seed, n_jobs=-1)
-    cls = aedetect.AEDetector if method == "conv_ae" else aedetect.VAEDetector
-    scaling = None if args.scaling == "none" else args.scaling
-    return cls(architecture="conv", **{**settings(method, args), "scaling": scaling},
-               n_iter_no_change=args.epochs, tol=0.0, device=args.device, random_state=seed)
+    params = settings(method, args)
+    if params.get("scaling") == "none":
+        params["scaling"] = None
+    cls = getattr(aedetect, DETECTORS[method])
+    return cls(architecture="conv", **params, n_iter_no_change=params["max_iter"], tol=0.0,
+               device=args.device, random_state=seed)
 
 
 def run_one(method, args, seed, X_train, X_test, is_outlier):
-    """Fit on ``X_train``, score ``X_test``; one result row."""
+    """Fit on ``X_train``, score ``X_test`` with every score type; one row for each."""
     model = make_detector(method, args, seed)
     if method == "iforest":  # raw pixels as rows
         X_train, X_test = X_train.reshape(len(X_train), -1), X_test.reshape(len(X_test), -1)
     start = time.perf_counter()
     model.fit(X_train)
     fit_s = time.perf_counter() - start
-    start = time.perf_counter()
-    outlyingness = -model.score_samples(X_test)
-    score_s = time.perf_counter() - start
-    return {"method": method, "auc_roc": roc_auc_score(is_outlier, outlyingness),
-            "auc_pr": average_precision_score(is_outlier, outlyingness),
-            "fit_s": fit_s, "score_s": score_s, "n_train": len(X_train),
-            "epochs_run": getattr(model, "n_iter_", None),
-            "device": str(getattr(model, "device_", "cpu")),
-            "settings": repr(settings(method, args))}
+    rows = []
+    for score_type in SCORE_TYPES[method]:
+        if method != "iforest":
+            model.set_params(score_type=score_type)
+        start = time.perf_counter()
+        outlyingness = -model.score_samples(X_test)
+        score_s = time.perf_counter() - start
+        rows.append({"method": f"{method}:{score_type}",
+                     "auc_roc": roc_auc_score(is_outlier, outlyingness),
+                     "auc_pr": average_precision_score(is_outlier, outlyingness),
+                     "fit_s": fit_s, "score_s": score_s, "n_train": len(X_train),
+                     "epochs_run": getattr(model, "n_iter_", None),
+                     "device": str(getattr(model, "device_", "cpu")),
+                     "settings": repr(settings(method, args))})
+    return rows
 
 
 def run(args, previous):
@@ -103,13 +155,13 @@ def run(args, previous):
             if args.max_train and len(X_train) > args.max_train:
                 X_train = X_train[np.sort(rng.choice(len(X_train), args.max_train, False))]
             for method in args.methods:
-                row = run_one(method, args, seed, X_train, X_test, y_test != label)
-                row.update({"class": label, "class_name": FASHION_MNIST_CLASSES[label],
-                            "seed": seed})
-                rows.append(row)
-                print(f"seed {seed} class {label} {FASHION_MNIST_CLASSES[label]:<12} "
-                      f"{method:<9} AUC-ROC {row['auc_roc']:.4f}  fit {row['fit_s']:7.1f} s  "
-                      f"on {row['device']}", flush=True)
+                for row in run_one(method, args, seed, X_train, X_test, y_test != label):
+                    row.update({"class": label, "class_name": FASHION_MNIST_CLASSES[label],
+                                "seed": seed})
+                    rows.append(row)
+                    print(f"seed {seed} class {label} {FASHION_MNIST_CLASSES[label]:<12} "
+                          f"{row['method']:<24} AUC-ROC {row['auc_roc']:.4f}  "
+                          f"fit {row['fit_s']:7.1f} s  on {row['device']}", flush=True)
                 save_csv(combine(previous, pd.DataFrame(rows)), args)
     return combine(previous, pd.DataFrame(rows))
 
@@ -139,7 +191,8 @@ def table(frame):
 
 def markdown(results):
     """The summary, the per-class table and how the numbers were made."""
-    methods = [m for m in METHODS if m in set(results["method"])]
+    methods = sorted(set(results["method"]),
+                     key=lambda m: (METHODS.index(m.split(":")[0]), m))
     per_class = results.pivot_table(index=["class", "class_name"], columns="method",
                                     values="auc_roc", aggfunc="mean")[methods]
     per_seed = results.groupby(["method", "seed"])["auc_roc"].mean().groupby("method")
@@ -177,9 +230,11 @@ def markdown(results):
         "## Settings",
         "",
     ]
-    for method in methods:
-        for setting in sorted(set(results.loc[results["method"] == method, "settings"])):
-            lines.append(f"- `{method}`: `{setting}`")
+    for method in METHODS:
+        used = results.loc[results["method"].str.split(":").str[0] == method, "settings"]
+        for setting in sorted(set(used)):
+            lines.append(f"- `{method}` (fitted once, scored by "
+                         f"{', '.join(SCORE_TYPES[method])}): `{setting}`")
     return "\n".join(lines + [""])
 
 
@@ -198,16 +253,13 @@ def build_parser():
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--conv-channels", nargs="+", type=int, default=[32, 64])
-    parser.add_argument("--latent-dim", type=int, default=16)
-    parser.add_argument("--scaling", choices=("standard", "auto", "minmax", "none"),
-                        default="standard",
-                        help="'standard' weighs each pixel's error by its spread in the "
-                             "trained class (default)")
     parser.add_argument("--noise", type=float, default=0.0,
                         help="denoising corruption during training, 0 for none")
     parser.add_argument("--noise-type", choices=("gaussian", "mask"), default="gaussian")
-    parser.add_argument("--vae-likelihood", default="gaussian",
-                        help="VAEDetector's likelihood (default gaussian)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="METHOD.PARAMETER=VALUE",
+                        help="change one setting of one method, e.g. conv_ae.latent_dim=16 "
+                             "(repeatable; VALUE is a Python literal or a bare word)")
     parser.add_argument("--n-estimators", type=int, default=100, help="IsolationForest trees")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
@@ -215,11 +267,23 @@ def build_parser():
                         help="base name of the CSV and markdown files")
     parser.add_argument("--append", action="store_true",
                         help="add to the rows of an existing <name>.csv")
+    parser.add_argument("--merge", nargs="+", type=Path, metavar="CSV",
+                        help="run nothing: combine these result CSVs into <name>.csv/.md")
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    args.overrides = parse_overrides(args.overrides)
+    if args.merge:
+        results = None
+        for path in args.merge:
+            results = combine(results, pd.read_csv(path))
+        save_csv(results, args)
+        report = markdown(results)
+        (args.out / f"{args.name}.md").write_text(report)
+        print(report)
+        return 0
     if "conv_vae" in args.methods and not hasattr(aedetect, "VAEDetector"):
         raise SystemExit("conv_vae needs aedetect.VAEDetector, which this aedetect lacks; "
                          "drop it from --methods.")
