@@ -590,6 +590,36 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         labels[decision < 0] = -1
         return labels
 
+    def fit_predict(self, X, y=None):
+        """Fit on ``X``, then label its samples: +1 for inliers, -1 for outliers.
+
+        The same as ``fit(X).predict(X)``, except with latent neighbour scores
+        (``score_type='latent'`` or ``'combined'``): each training sample is then
+        measured against the other training codes, as when ``fit`` set ``offset_``,
+        so the share flagged matches ``contamination`` (``predict`` on the training
+        data counts each row's own code among its neighbours and flags fewer).
+
+        Parameters
+        ----------
+        X : {array-like, DataFrame} of shape (n_samples, n_features), or images
+            Training data (see ``fit``).
+        y : ignored
+            Passed to ``fit``.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,), values in {-1, +1}
+        """
+        self.fit(X, y)
+        if not self._uses_neighbours():
+            return self.predict(X)
+        self._scoring_training_rows = True
+        try:
+            decision = self.decision_function(X)
+        finally:
+            del self._scoring_training_rows
+        return np.where(decision < 0, -1, 1)
+
     def transform(self, X):
         """Latent code of each row.
 

@@ -278,8 +278,18 @@ def test_one_class_benchmark_runs_and_reports(tmp_path):
     assert bench.main(common + ["--seeds", "0"]) == 0
     assert bench.main(common + ["--seeds", "1", "--append"]) == 0
     results = pd.read_csv(tmp_path / "out" / "one_class_fashion_mnist.csv")
-    assert len(results) == 8  # 2 methods x 2 classes x 2 seeds
+    # (3 conv_ae score types + iforest) x 2 classes x 2 seeds
+    assert len(results) == 16
+    assert set(results["method"]) == {"conv_ae:combined", "conv_ae:reconstruction",
+                                      "conv_ae:latent", "iforest:score_samples"}
     assert set(results["n_train"]) == {6}
     assert results["auc_roc"].between(0, 1).all()
     report = (tmp_path / "out" / "one_class_fashion_mnist.md").read_text()
-    assert "| conv_ae |" in report and "| 3 | Dress |" in report
+    assert "| conv_ae:combined |" in report and "| 3 | Dress |" in report
+    # Runs made apart (one per seed) merge into one report.
+    out = str(tmp_path / "out")
+    assert bench.main(["--merge", f"{out}/one_class_fashion_mnist.csv", "--out", out,
+                       "--name", "merged", "--set", "conv_ae.latent_dim=4"]) == 0
+    assert len(pd.read_csv(tmp_path / "out" / "merged.csv")) == 16
+    with pytest.raises(SystemExit, match="METHOD.PARAMETER=VALUE"):
+        bench.main(common + ["--set", "latent_dim=4"])
