@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 from sklearn.datasets import load_digits
 from sklearn.metrics import roc_auc_score
 
@@ -153,3 +154,19 @@ def test_latent_scores_find_outliers_on_the_manifold(on_manifold, cls, score_typ
     assert auc[score_types[0]] < auc["latent"] - 0.1  # reconstruction / ELBO
     if "combined" in auc:
         assert auc["combined"] > 0.98
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("cls, score_type", [(AEDetector, "combined"), (VAEDetector, "latent")])
+def test_latent_scores_on_cuda(tmp_path, on_manifold, cls, score_type):
+    train, X_test, y = on_manifold
+    detector = cls(latent_dim=2, score_type=score_type, max_iter=60, device="cuda",
+                   **PLAIN).fit(train)
+    scores = detector.score_samples(X_test)
+    assert roc_auc_score(y, -scores) > 0.98
+    alone = np.array([detector.score_samples(X_test[i:i + 1])[0] for i in range(5)])
+    np.testing.assert_allclose(alone, scores[:5], rtol=1e-5, atol=1e-5)
+    save_detector(detector, tmp_path / "model")
+    on_cpu = load_detector(tmp_path / "model", device="cpu")
+    np.testing.assert_allclose(on_cpu.score_samples(X_test), scores, rtol=1e-4, atol=1e-4)
