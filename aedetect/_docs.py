@@ -16,14 +16,18 @@ SHARED_PARAMETERS_DOC = """\
     activation : {'relu', 'leaky_relu', 'elu', 'gelu', 'tanh', 'selu'}, default='relu'
         Activation of the hidden layers.
 
-    dropout : float in [0, 1), default=0.2
-        Dropout after each hidden activation, during training only. With
-        ``batch_norm`` it keeps the network from memorizing rare rows, the
-        outliers among them (see ``benchmarks/README.md`` for the figures).
+    dropout : float in [0, 1) or 'auto', default='auto'
+        Dropout after each hidden activation, during training only. ``'auto'`` is
+        0.2 for ``architecture='dense'``, where with ``batch_norm`` it keeps the
+        network from memorizing rare rows, the outliers among them (see
+        ``benchmarks/README.md``), and 0 for ``'conv'``, where it blurs the
+        reconstructions (see the README's image section for the figures).
 
-    batch_norm : bool, default=True
-        Batch normalization in the hidden layers. Scoring uses the running
-        statistics, so a row scores the same alone or in a batch.
+    batch_norm : bool or 'auto', default='auto'
+        Batch normalization in the hidden layers: ``'auto'`` means on for
+        ``architecture='dense'`` and off for ``'conv'``, for the same reasons as
+        ``dropout``. Scoring uses the running statistics, so a row scores the same
+        alone or in a batch.
 
     architecture : {'dense', 'conv'}, default='dense'
         Network family (see :mod:`aedetect.networks`). ``'conv'`` needs images:

@@ -206,7 +206,7 @@ default='normal'
     }
 
     def __init__(self, *, hidden_layer_sizes=None, latent_dim=None, activation="relu",
-                 dropout=0.2, batch_norm=True, architecture="dense", conv_channels=(32, 64),
+                 dropout="auto", batch_norm="auto", architecture="dense", conv_channels=(32, 64),
                  image_shape=None,
                  scaling="auto", noise=None, noise_type="gaussian", batch_size=256,
                  learning_rate_init=1e-3, weight_decay=0.0, trim_fraction=0.1, max_iter=100,

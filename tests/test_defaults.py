@@ -25,9 +25,28 @@ def test_every_detector_shares_the_default_of_every_shared_parameter(detector_cl
 
 def test_benchmarked_defaults():
     params = AEDetector().get_params()
-    assert params["scaling"] == "auto" and params["batch_norm"] is True
-    assert params["dropout"] == 0.2 and params["trim_fraction"] == 0.1
+    assert params["scaling"] == "auto" and params["batch_norm"] == "auto"
+    assert params["dropout"] == "auto" and params["trim_fraction"] == 0.1
     assert params["max_iter"] == 100 and params["batch_size"] == 256
+
+
+def _layers(detector, kind):
+    return [m for m in detector.module_.modules() if isinstance(m, kind)]
+
+
+def test_auto_regularizes_dense_networks_only():
+    rng = np.random.RandomState(0)
+    dense = AEDetector(max_iter=1, random_state=0).fit(rng.normal(size=(40, 6)))
+    assert {m.p for m in _layers(dense, torch.nn.Dropout)} == {0.2}
+    assert _layers(dense, torch.nn.BatchNorm1d)
+    conv = AEDetector(architecture="conv", conv_channels=(4,), max_iter=1,
+                      random_state=0).fit(rng.rand(20, 8, 8))
+    assert not _layers(conv, torch.nn.Dropout)
+    assert not _layers(conv, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d))
+    explicit = AEDetector(architecture="conv", conv_channels=(4,), dropout=0.1,
+                          batch_norm=True, max_iter=1, random_state=0).fit(rng.rand(20, 8, 8))
+    assert {m.p for m in _layers(explicit, (torch.nn.Dropout, torch.nn.Dropout2d))} == {0.1}
+    assert _layers(explicit, torch.nn.BatchNorm2d)
 
 
 @pytest.mark.parametrize("n_features, hidden, latent", [

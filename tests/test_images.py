@@ -190,7 +190,8 @@ def test_denoising_brings_noisy_images_closer_to_the_clean_ones():
 # ---------------------------------------------------------- one-class AUC
 def test_one_class_digits_auc():
     """For each digit, train on 100 of its images; every other test digit is an outlier.
-    Measured AUC-ROC: mean 0.976, lowest 0.949 (digit 8)."""
+    Measured AUC-ROC with the conv defaults (no batch norm, no dropout): mean 0.974,
+    lowest 0.947 (digit 9); with batch norm and dropout 0.2: mean 0.977."""
     aucs = []
     for digit in range(10):
         train = IMAGES[:1200][LABELS[:1200] == digit][:100]
