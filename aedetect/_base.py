@@ -219,13 +219,15 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         return bool(self._neighbour_score_types) and self.score_type in self._neighbour_score_types
 
     def _check_neighbours(self, n_samples):
-        """``n_neighbors`` must leave at least one other training row per row."""
-        if self._uses_neighbours() and self.n_neighbors >= n_samples:
+        """``n_neighbors`` must leave at least one other reference code per row."""
+        n_reference = min(n_samples, MAX_REFERENCE_CODES)
+        if self._uses_neighbours() and self.n_neighbors >= n_reference:
             raise ValueError(
                 f"score_type={self.score_type!r} compares each code with its n_neighbors="
                 f"{self.n_neighbors} nearest training codes, other than its own, so it needs "
-                f"more than n_neighbors samples; got n_samples={n_samples}. Lower "
-                "n_neighbors or use more training data.")
+                f"more than n_neighbors reference codes; got {n_reference} (n_samples="
+                f"{n_samples}, at most {MAX_REFERENCE_CODES} are kept). Lower n_neighbors "
+                "or use more training data.")
 
     def _fit_neighbours(self, X, rng):
         """Keep the codes of the training rows (at most ``MAX_REFERENCE_CODES``, drawn

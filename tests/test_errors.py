@@ -63,6 +63,10 @@ def test_wrong_column_names_at_score_time():
     ({"hidden_layer_sizes": (8, -2)}, "hidden_layer_sizes must be a sequence of positive ints"),
     ({"image_shape": (2, 2)}, "image_shape=\\(2, 2\\) holds 4 values but X has 5 features"),
     ({"device": "gpu:zero"}, "not a valid torch device"),
+    ({"dropout": "none"}, "The 'dropout' parameter of AEDetector must be"),
+    ({"batch_norm": "yes"}, "The 'batch_norm' parameter of AEDetector must be"),
+    ({"score_type": "knn"}, "The 'score_type' parameter of AEDetector must be"),
+    ({"n_neighbors": 0}, "The 'n_neighbors' parameter of AEDetector must be"),
 ])
 def test_bad_parameters_are_named(params, message):
     with pytest.raises(ValueError, match=message):

@@ -117,7 +117,7 @@ def test_reconstruction_fit_keeps_no_codes_and_says_so(blobs):
                                              (VAEDetector, "latent")])
 def test_too_few_training_rows_for_n_neighbors(cls, score_type):
     detector = cls(score_type=score_type, n_neighbors=10, max_iter=2)
-    with pytest.raises(ValueError, match="needs more than n_neighbors samples"):
+    with pytest.raises(ValueError, match="needs more than n_neighbors reference codes"):
         detector.fit(np.random.RandomState(0).normal(size=(10, 3)))
     assert not hasattr(detector, "module_")
 
@@ -170,3 +170,10 @@ def test_latent_scores_on_cuda(tmp_path, on_manifold, cls, score_type):
     save_detector(detector, tmp_path / "model")
     on_cpu = load_detector(tmp_path / "model", device="cpu")
     np.testing.assert_allclose(on_cpu.score_samples(X_test), scores, rtol=1e-4, atol=1e-4)
+
+
+def test_n_neighbors_is_checked_against_the_capped_reference(monkeypatch, blobs):
+    X, _ = blobs
+    monkeypatch.setattr(aedetect._base, "MAX_REFERENCE_CODES", 50)
+    with pytest.raises(ValueError, match=r"got 50 \(n_samples=315, at most 50 are kept\)"):
+        AEDetector(score_type="latent", n_neighbors=50, max_iter=1).fit(X)
