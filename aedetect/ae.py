@@ -2,7 +2,6 @@
 
 from numbers import Integral
 
-import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 

@@ -26,7 +26,6 @@ import argparse
 import math
 import os
 import pickle
-import platform
 import subprocess
 import sys
 import tempfile
