@@ -668,8 +668,9 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         The error is measured where the network works, in the scaled space
         ``(X - center_) / scale_`` (for ``architecture='conv'`` the default scaling
         maps the training pixels to [0, 1]): ``(x - reconstruct(x))**2``.
-        ``AEDetector.score_samples`` is minus its mean over each sample; for other
-        detectors it shows where a sample is reconstructed badly.
+        ``AEDetector.score_samples`` is minus its mean over each sample (with the
+        default ``score_type='reconstruction'``); otherwise it shows where a sample
+        is reconstructed badly.
 
         Parameters
         ----------
