@@ -135,7 +135,6 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
     }
 
     # ------------------------------------------------------------------ fit
-    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Fit the autoencoder on ``X`` and set the threshold ``offset_``.
 
@@ -152,6 +151,12 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         self : object
             The fitted detector.
         """
+        self._fit_and_score(X, y)
+        return self
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def _fit_and_score(self, X, y):
+        """``fit``; returns the training scores that set ``offset_``."""
         saved_state = dict(self.__dict__)
         try:
             X = self._validate_input(X, reset=True)
@@ -171,7 +176,7 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
                 torch.manual_seed(seed)
                 for callback in callbacks:
                     _call(callback, "on_fit_begin", self, X)
-                self._fit(X, y, device, rng, callbacks)
+                scores = self._fit(X, y, device, rng, callbacks)
         except BaseException as exc:
             error = exc
             self._restore(saved_state)
@@ -180,7 +185,7 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
             self.__dict__.pop("_optimizers", None)
             for callback in callbacks:
                 _call(callback, "on_fit_end", self, error)
-        return self
+        return scores
 
     def _restore(self, saved_state):
         """Put back the state from before a failed ``fit``: a failure loses nothing."""
@@ -205,8 +210,10 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         self._scoring_training_rows = True  # neighbour scores leave each row itself out
         if self._uses_neighbours():
             self._fit_neighbours(X, rng)
-        self.offset_ = contamination_offset(self._score(X), self.contamination)
+        scores = self._score(X)
         del self._scoring_training_rows
+        self.offset_ = contamination_offset(scores, self.contamination)
+        return scores
 
     # ------------------------------------------------- latent neighbours
     #: ``score_type`` values scored by the distance of a code to its nearest training
@@ -592,19 +599,17 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         -------
         labels : ndarray of shape (n_samples,), values in {-1, +1}
         """
-        decision = self.decision_function(X)
-        labels = np.ones(decision.shape[0], dtype=int)
-        labels[decision < 0] = -1
-        return labels
+        return _labels(self.decision_function(X))
 
     def fit_predict(self, X, y=None):
         """Fit on ``X``, then label its samples: +1 for inliers, -1 for outliers.
 
-        The same as ``fit(X).predict(X)``, except with latent neighbour scores
-        (``score_type='latent'`` or ``'combined'``): each training sample is then
-        measured against the other training codes, as when ``fit`` set ``offset_``,
-        so the share flagged matches ``contamination`` (``predict`` on the training
-        data counts each row's own code among its neighbours and flags fewer).
+        The labels come from the training scores ``fit`` set ``offset_`` with: the
+        same as ``fit(X).predict(X)``, without scoring ``X`` twice, except with latent
+        neighbour scores (``score_type='latent'`` or ``'combined'``), where each
+        training sample is measured against the other training codes, so the share
+        flagged matches ``contamination`` (``predict`` on the training data counts
+        each row's own code among its neighbours and flags fewer).
 
         Parameters
         ----------
@@ -617,15 +622,7 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         -------
         labels : ndarray of shape (n_samples,), values in {-1, +1}
         """
-        self.fit(X, y)
-        if not self._uses_neighbours():
-            return self.predict(X)
-        self._scoring_training_rows = True
-        try:
-            decision = self.decision_function(X)
-        finally:
-            del self._scoring_training_rows
-        return np.where(decision < 0, -1, 1)
+        return _labels(self._fit_and_score(X, y) - self.offset_)
 
     def transform(self, X):
         """Latent code of each row.
@@ -776,6 +773,13 @@ def _padded(function, x):
         return function(x)
     index = torch.arange(MIN_SCORING_ROWS, device=x.device).clamp(max=n_rows - 1)
     return function(x[index])[:n_rows]
+
+
+def _labels(decision):
+    """+1 where ``decision >= 0`` (inliers), -1 where it is negative (outliers)."""
+    labels = np.ones(decision.shape[0], dtype=int)
+    labels[decision < 0] = -1
+    return labels
 
 
 def _shaped(rows, sample_shape):
