@@ -9,21 +9,22 @@ A saved detector is a directory with two files:
   array or tensor attribute (``center_``, ``scale_``, a noise bank, ...).
 
 Loading rebuilds the detector generically: ``cls(**params)``, restore the fitted
-attributes, ``detector._build(detector.input_shape_)``, load the state dict. It never
+attributes, ``detector._build_model()``, load the state dict (the model's buffers hold
+its calibration, so the state dict and the scaling are the whole fitted scorer). It never
 imports a module outside aedetect and never unpickles, so loading runs no code from
 the files. This module does not need MLflow (``aedetect.tracking`` wraps it).
 """
 
 import json
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from ._base import BaseAutoencoderDetector, resolve_device
+from ._base import BaseAutoencoderDetector
+from ._device import build_seeded, load_device
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -167,18 +168,6 @@ def save_detector(detector, directory):
     (directory / CONFIG_FILE).write_text(json.dumps(config, indent=1, allow_nan=True))
 
 
-def _target_device(saved, device):
-    """The device to load on: ``device`` if given, else the fitted one if available."""
-    if device is not None:
-        return resolve_device(device)
-    try:
-        return resolve_device(saved)
-    except ValueError:
-        warnings.warn(f"This detector was fitted on {saved}, which is not available; it is "
-                      "loaded on the CPU.", UserWarning)
-        return torch.device("cpu")
-
-
 def load_detector(directory, device=None):
     """Read a detector written by :func:`save_detector`.
 
@@ -207,7 +196,7 @@ def load_detector(directory, device=None):
     tensors = load_file(str(directory / WEIGHTS_FILE), device="cpu")
     for name, value in _decode(config["attributes"]).items():
         setattr(detector, name, value)
-    target = _target_device(str(detector.device_), device)
+    target = load_device(str(detector.device_), device)
     detector.device_ = target
     for key, value in tensors.items():
         kind, _, name = key.partition(":")
@@ -215,8 +204,9 @@ def load_detector(directory, device=None):
             setattr(detector, name, value.numpy())
         elif kind == "tensor":
             setattr(detector, name, value.to(target))
-    with torch.random.fork_rng(devices=[]):  # building draws initial weights: keep the
-        module = detector._build(detector.input_shape_)  # caller's global RNG untouched
+    # building draws initial weights (overwritten below) from a seeded generator that
+    # is restored afterwards: the caller's random stream is untouched
+    module, _ = build_seeded(detector._build_model, 0)
     prefix = "module:"
     module.load_state_dict({key[len(prefix):]: value for key, value in tensors.items()
                             if key.startswith(prefix)})

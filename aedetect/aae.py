@@ -5,51 +5,18 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
-from torch import nn
-from torch.nn import functional as F
 
-from ._base import BaseAutoencoderDetector, check_n_samples, row_mean_squared_error
+from . import _structure
+from ._base import BaseAutoencoderDetector
+from ._device import local_generator
 from ._docs import fill_docstring
-from .networks import Discriminator, LabelConditioned
+from ._params import SHARED_PARAMETERS, Parameter, check_n_samples, constraints, make_init
+from .models import AdversarialAutoencoder
+from .networks import Discriminator
 from .priors import make_prior
-
-#: Real labels of the discriminator (one-sided label smoothing: prior draws are "0.9 real").
-REAL_LABEL = 0.9
-#: Adam's betas for the two adversarial optimizers (the usual GAN setting).
-ADVERSARIAL_BETAS = (0.5, 0.999)
-#: Prior draws of the fixed bank used for the validation loss during training.
-N_BANK = 1024
-#: Weight of the discriminator's advantage in the watched loss (see ``AAEDetector``).
-ADVANTAGE_WEIGHT = 0.25
-class AdversarialAutoencoder(nn.Module):
-    """Encoder, decoder, code discriminator and prior.
-
-    With ``n_classes > 0`` the decoder and the discriminator also see the one-hot
-    class (:class:`~aedetect.networks.LabelConditioned`): the discriminator then
-    tells ``(prior draw, class)`` pairs from ``(code, class)`` pairs, which pushes the
-    codes of every class to the same prior, so the code carries no class.
-    """
-
-    def __init__(self, encoder, decoder, discriminator, prior, n_classes=0):
-        super().__init__()
-        self.n_classes = int(n_classes)
-        if self.n_classes:
-            decoder = LabelConditioned(decoder, self.n_classes)
-            discriminator = LabelConditioned(discriminator, self.n_classes)
-        self.encoder = encoder
-        self.decoder = decoder
-        self.discriminator = discriminator
-        self.prior = prior
-
-    def decode(self, z, labels=None):
-        return self.decoder(z, labels) if self.n_classes else self.decoder(z)
-
-    def discriminate(self, z, labels=None):
-        return self.discriminator(z, labels) if self.n_classes else self.discriminator(z)
 
 
 @fill_docstring
@@ -194,59 +161,19 @@ default='normal'
     (3, 6)
     """
 
-    _parameter_constraints = {
-        **BaseAutoencoderDetector._parameter_constraints,
-        "prior": [StrOptions({"normal", "uniform", "mixture"}), torch.distributions.Distribution],
-        "prior_scale": [Interval(Real, 0, None, closed="neither")],
-        "n_prior_components": [Interval(Integral, 2, None, closed="left")],
-        "conditional": ["boolean"],
-        "score_type": [StrOptions({"combined", "reconstruction", "latent"})],
-        "discriminator_layer_sizes": [tuple, list],
-        "adversarial_learning_rate": [Interval(Real, 0, None, closed="neither")],
-    }
-
-    def __init__(self, *, hidden_layer_sizes=None, latent_dim=None, activation="relu",
-                 dropout="auto", batch_norm="auto", architecture="dense", conv_channels=(32, 64),
-                 image_shape=None,
-                 scaling="auto", noise=None, noise_type="gaussian", batch_size=256,
-                 learning_rate_init=1e-3, weight_decay=0.0, trim_fraction=0.1, max_iter=100,
-                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=10,
-                 tol=1e-4, contamination="auto", device="auto", random_state=None,
-                 verbose=0, callbacks=None, prior="normal", prior_scale=1.0,
-                 n_prior_components=10, conditional=False, score_type="combined",
-                 discriminator_layer_sizes=(64, 64), adversarial_learning_rate=1e-3):
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.latent_dim = latent_dim
-        self.activation = activation
-        self.dropout = dropout
-        self.batch_norm = batch_norm
-        self.architecture = architecture
-        self.conv_channels = conv_channels
-        self.image_shape = image_shape
-        self.scaling = scaling
-        self.noise = noise
-        self.noise_type = noise_type
-        self.batch_size = batch_size
-        self.learning_rate_init = learning_rate_init
-        self.weight_decay = weight_decay
-        self.trim_fraction = trim_fraction
-        self.max_iter = max_iter
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.tol = tol
-        self.contamination = contamination
-        self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
-        self.callbacks = callbacks
-        self.prior = prior
-        self.prior_scale = prior_scale
-        self.n_prior_components = n_prior_components
-        self.conditional = conditional
-        self.score_type = score_type
-        self.discriminator_layer_sizes = discriminator_layer_sizes
-        self.adversarial_learning_rate = adversarial_learning_rate
+    _own_parameters = (
+        Parameter("prior", "normal", [StrOptions({"normal", "uniform", "mixture"}),
+                                      torch.distributions.Distribution]),
+        Parameter("prior_scale", 1.0, [Interval(Real, 0, None, closed="neither")]),
+        Parameter("n_prior_components", 10, [Interval(Integral, 2, None, closed="left")]),
+        Parameter("conditional", False, ["boolean"]),
+        Parameter("score_type", "combined",
+                  [StrOptions(set(AdversarialAutoencoder.score_types))]),
+        Parameter("discriminator_layer_sizes", (64, 64), [tuple, list]),
+        Parameter("adversarial_learning_rate", 1e-3, [Interval(Real, 0, None, closed="neither")]),
+    )
+    _parameter_constraints = constraints(SHARED_PARAMETERS + _own_parameters)
+    __init__ = make_init(SHARED_PARAMETERS + _own_parameters)
 
     # ------------------------------------------------------------ structure
     def _validate_target(self, y, n_samples):
@@ -266,8 +193,9 @@ default='normal'
         self.classes_, encoded = np.unique(y, return_inverse=True)
         return encoded.astype(np.int64)
 
-    def _check_structure(self, X):
-        super()._check_structure(X)
+    def _check_fit_params(self, n_samples):
+        """A ``Distribution`` prior must be over vectors of ``latent_dim_`` values (with
+        ``latent_dim=None`` its size sets ``latent_dim_``)."""
         if not isinstance(self.prior, torch.distributions.Distribution):
             return
         batch_shape, event_shape = tuple(self.prior.batch_shape), tuple(self.prior.event_shape)
@@ -285,132 +213,24 @@ default='normal'
                              f"({self.latent_dim},) or set latent_dim={event_shape[0]} "
                              "(or None, to take the prior's size).")
 
-    def _build(self, input_shape):
+    def _build_model(self):
         d = self.latent_dim_
         n_classes = len(self.classes_) if self.conditional else 0
-        decoder = self._make_decoder(d + n_classes)
+        # The construction order (decoder, discriminator, encoder, prior) fixes which
+        # initial weights each network draws from the seeded generator.
+        decoder = _structure.decoder(self, d + n_classes)
         discriminator = Discriminator(d + n_classes, tuple(self.discriminator_layer_sizes))
-        return AdversarialAutoencoder(self._make_encoder(d), decoder, discriminator,
-                                      make_prior(self.prior, d, self.prior_scale,
-                                                 self.n_prior_components), n_classes)
+        encoder = _structure.encoder(self, d)
+        prior = make_prior(self.prior, d, self.prior_scale, self.n_prior_components)
+        return AdversarialAutoencoder(encoder, decoder, discriminator, prior,
+                                      math.prod(self.input_shape_), d, n_classes=n_classes,
+                                      trim_fraction=self.trim_fraction,
+                                      adversarial_learning_rate=self.adversarial_learning_rate)
 
-    def _make_optimizers(self, module):
-        """Adam for the autoencoder; Adam with GAN betas for the two adversarial steps."""
-        autoencoder = [*module.encoder.parameters(), *module.decoder.parameters()]
-        adversarial = {"lr": self.adversarial_learning_rate, "betas": ADVERSARIAL_BETAS}
-        return {
-            "autoencoder": self._adam(autoencoder),
-            "discriminator": torch.optim.Adam(module.discriminator.parameters(), **adversarial),
-            "generator": torch.optim.Adam(module.encoder.parameters(), **adversarial),
-        }
-
-    # -------------------------------------------------------------- training
-    def _train_step(self, x, target, y=None):
-        net = self.module_
-        # 1. reconstruction: encoder and decoder on the squared error.
-        codes = net.encoder(x)
-        reconstruction = net.decode(codes, y)
-        reconstruction_loss = self._batch_loss(row_mean_squared_error(reconstruction, target))
-        self._optimize(reconstruction_loss, "autoencoder")
-        # 2a. discriminator: prior draws are real (smoothed label), codes are fake.
-        real = net.discriminate(net.prior.sample(codes.shape[0]), y)
-        fake = net.discriminate(codes.detach(), y)
-        discriminator_loss = (
-            F.binary_cross_entropy_with_logits(real, torch.full_like(real, REAL_LABEL))
-            + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))
-        self._optimize(discriminator_loss, "discriminator")
-        # 2b. generator: the encoder learns to make its codes pass for prior draws.
-        fooled = net.discriminate(net.encoder(x), y)
-        generator_loss = F.binary_cross_entropy_with_logits(fooled, torch.ones_like(fooled))
-        self._optimize(generator_loss, "generator")
-        accuracy = 0.5 * ((real > 0).float().mean() + (fake < 0).float().mean())
-        advantage = 2 * math.log(2) - F.softplus(-real).mean() - F.softplus(fake).mean()
-        return {"loss": (reconstruction_loss + ADVANTAGE_WEIGHT * advantage).detach(),
-                "reconstruction": reconstruction_loss.detach(),
-                "discriminator": discriminator_loss.detach(),
-                "generator": generator_loss.detach(),
-                "discriminator_accuracy": accuracy.detach(),
-                "discriminator_advantage": advantage.detach()}
-
-    def _train(self, X_train, y_train, X_val, callbacks):
-        """The base loop, then ``reconstruction_variance_`` for the combined score.
-
-        While training, ``reconstruction_variance_`` is ``None`` and the scores the
-        base turns into the validation loss follow the watched ``loss``: minus the
-        reconstruction error and the weighted discriminator's advantage
-        (:meth:`_advantage`).
-        """
-        self.reconstruction_variance_ = None
-        if X_val is not None:
-            self._prior_bank = self.module_.prior.sample(N_BANK)
-        super()._train(X_train, y_train, X_val, callbacks)
-        self.__dict__.pop("_prior_bank", None)
-        self.module_.eval()
-        total = 0.0
-        with torch.inference_mode():
-            for batch in torch.split(X_train, self._chunk_rows()):
-                codes = self.module_.encoder(batch)
-                total += float(self._reconstruction_errors(codes, batch)[0].sum())
-        self.reconstruction_variance_ = max(total / X_train.shape[0], 1e-12)
-
-    def _advantage(self, codes, labels):
-        """Each code's share of the discriminator's advantage ``2 log 2 - L_D``.
-
-        ``L_D`` is the discriminator's cross-entropy with hard labels: the prior half
-        on the fixed bank of prior draws (with classes cycling through ``classes_``
-        when conditional), the code half on ``codes``. The mean over the rows is the
-        advantage: 0 when the discriminator cannot tell codes from prior draws,
-        ``2 * JS(codes, prior)`` for an optimal discriminator.
-        """
-        net, bank = self.module_, self._prior_bank
-        bank_labels = torch.arange(bank.shape[0], device=bank.device) % max(net.n_classes, 1)
-        prior_half = math.log(2) - F.softplus(-net.discriminate(bank, bank_labels)).mean()
-        return prior_half + math.log(2) - F.softplus(net.discriminate(codes, labels))
-
-    # --------------------------------------------------------------- scoring
-    def _reconstruction_errors(self, codes, x):
-        """Per-row squared error, reconstruction and class index (``None`` unless
-        conditional, where each row takes the class that reconstructs it best)."""
-        net = self.module_
-        if not net.n_classes:
-            reconstruction = net.decode(codes)
-            return row_mean_squared_error(reconstruction, x), reconstruction, None
-        best = None
-        for k in range(net.n_classes):
-            labels = torch.full((codes.shape[0],), k, dtype=torch.long, device=codes.device)
-            reconstruction = net.decode(codes, labels)
-            error = row_mean_squared_error(reconstruction, x)
-            if best is None:
-                best = [error, reconstruction, labels]
-                continue
-            better = error < best[0]
-            mask = better.view(-1, *([1] * (x.dim() - 1)))
-            best = [torch.where(better, error, best[0]),
-                    torch.where(mask, reconstruction, best[1]),
-                    torch.where(better, labels, best[2])]
-        return tuple(best)
-
-    def _score_batch(self, x):
-        net = self.module_
-        codes = net.encoder(x)
-        if self.reconstruction_variance_ is None:  # training: the validation loss
-            error, _, labels = self._reconstruction_errors(codes, x)
-            return -(error + ADVANTAGE_WEIGHT * self._advantage(codes, labels))
-        if self.score_type == "latent":
-            return net.prior.latent_score(codes)
-        error = self._reconstruction_errors(codes, x)[0]
-        if self.score_type == "reconstruction":
-            return -error
-        n_features, latent_dim = math.prod(self.input_shape_), self.latent_dim_
-        deviation = n_features * error / self.reconstruction_variance_
-        deviation = deviation - latent_dim * net.prior.latent_score(codes)
-        return -deviation / (n_features + latent_dim)
-
-    def _encode_batch(self, x):
-        return self.module_.encoder(x)
-
-    def _reconstruct_batch(self, x):
-        return self._reconstruction_errors(self.module_.encoder(x), x)[1]
+    @property
+    def reconstruction_variance_(self):
+        check_is_fitted(self)
+        return float(self.module_.reconstruction_variance)
 
     # -------------------------------------------------------------- sampling
     def sample(self, n_samples=1, y=None, random_state=None):
@@ -434,14 +254,16 @@ default='normal'
         check_is_fitted(self)
         n_samples = check_n_samples(n_samples)
         labels = self._sample_labels(n_samples, y)
-        seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
-        devices = [self.device_.index] if self.device_.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices), torch.inference_mode():
-            torch.manual_seed(seed)
-            codes = self.module_.prior.sample(n_samples)
-        if labels is not None:
-            labels = torch.as_tensor(labels)
-        return self._decode_rows(self.module_.decode, codes, labels)
+        generator = local_generator(self.device_, random_state)
+        with torch.inference_mode():
+            codes = self.module_.prior.sample(n_samples, generator=generator)
+        model = self.module_
+        if labels is None:
+            return self._decode(model.decode, codes)
+        # the class travels as a last column through the chunked decoding
+        codes = torch.cat([codes, torch.as_tensor(labels, dtype=codes.dtype,
+                                                  device=codes.device)[:, None]], dim=1)
+        return self._decode(lambda z: model.decode(z[:, :-1], z[:, -1].long()), codes)
 
     def _sample_labels(self, n_samples, y):
         """Class indices of the rows to sample (``None`` when not conditional)."""

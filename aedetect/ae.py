@@ -1,17 +1,39 @@
 """AEDetector: an autoencoder scored by its reconstruction error."""
 
-from numbers import Integral
-
 import torch
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import StrOptions
+from sklearn.utils.validation import check_is_fitted
 
-from ._base import BaseAutoencoderDetector, row_mean_squared_error
+from . import _structure
+from ._base import BaseAutoencoderDetector
 from ._docs import fill_docstring
-from .networks import Autoencoder
+from ._params import N_NEIGHBORS, SHARED_PARAMETERS, Parameter, constraints, make_init
+from .models import AutoencoderModel
+from .models.neighbours import check_n_neighbors
+
+
+def _numpy(tensor):
+    return tensor.detach().to(torch.float64).cpu().numpy()
+
+
+class LatentNeighbourAttributes:
+    """``reference_codes_`` and ``code_scale_`` of detectors with latent neighbour
+    scores, read from the model's :class:`~aedetect.models.LatentNeighbours`."""
+
+    @property
+    def reference_codes_(self):
+        check_is_fitted(self)
+        neighbours = self.module_.neighbours
+        return _numpy(neighbours.codes) if neighbours.fitted else None
+
+    @property
+    def code_scale_(self):
+        check_is_fitted(self)
+        return _numpy(self.module_.neighbours.scale)
 
 
 @fill_docstring
-class AEDetector(BaseAutoencoderDetector):
+class AEDetector(LatentNeighbourAttributes, BaseAutoencoderDetector):
     """Outlier detector scoring rows by how badly an autoencoder reconstructs them.
 
     The encoder compresses each row to ``latent_dim_`` numbers and the decoder
@@ -91,83 +113,30 @@ class AEDetector(BaseAutoencoderDetector):
     array([-1, -1, -1, -1, -1])
     """
 
-    _parameter_constraints = {
-        **BaseAutoencoderDetector._parameter_constraints,
-        "score_type": [StrOptions({"reconstruction", "latent", "combined"})],
-        "n_neighbors": [Interval(Integral, 1, None, closed="left")],
-    }
-    _neighbour_score_types = ("latent", "combined")
+    _own_parameters = (
+        Parameter("score_type", "reconstruction",
+                  [StrOptions(set(AutoencoderModel.score_types))]),
+        N_NEIGHBORS,
+    )
+    _parameter_constraints = constraints(SHARED_PARAMETERS + _own_parameters)
+    __init__ = make_init(SHARED_PARAMETERS + _own_parameters)
 
-    def __init__(self, *, hidden_layer_sizes=None, latent_dim=None, activation="relu",
-                 dropout="auto", batch_norm="auto", architecture="dense", conv_channels=(32, 64),
-                 image_shape=None,
-                 scaling="auto", noise=None, noise_type="gaussian", batch_size=256,
-                 learning_rate_init=1e-3, weight_decay=0.0, trim_fraction=0.1, max_iter=100,
-                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=10,
-                 tol=1e-4, contamination="auto", device="auto", random_state=None,
-                 verbose=0, callbacks=None, score_type="reconstruction", n_neighbors=5):
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.latent_dim = latent_dim
-        self.activation = activation
-        self.dropout = dropout
-        self.batch_norm = batch_norm
-        self.architecture = architecture
-        self.conv_channels = conv_channels
-        self.image_shape = image_shape
-        self.scaling = scaling
-        self.noise = noise
-        self.noise_type = noise_type
-        self.batch_size = batch_size
-        self.learning_rate_init = learning_rate_init
-        self.weight_decay = weight_decay
-        self.trim_fraction = trim_fraction
-        self.max_iter = max_iter
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.tol = tol
-        self.contamination = contamination
-        self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
-        self.callbacks = callbacks
-        self.score_type = score_type
-        self.n_neighbors = n_neighbors
+    def _check_fit_params(self, n_samples):
+        if self.score_type != "reconstruction":
+            check_n_neighbors(self.n_neighbors, n_samples, self.score_type)
 
-    def _build(self, input_shape):
-        return Autoencoder(self._make_encoder(self.latent_dim_),
-                           self._make_decoder(self.latent_dim_))
+    def _build_model(self):
+        return AutoencoderModel(_structure.encoder(self, self.latent_dim_),
+                                _structure.decoder(self, self.latent_dim_), self.latent_dim_,
+                                trim_fraction=self.trim_fraction, n_neighbors=self.n_neighbors)
 
-    def _train_step(self, x, target, y=None):
-        loss = self._batch_loss(row_mean_squared_error(self.module_(x), target))
-        self._optimize(loss)
-        return {"loss": loss.detach()}
+    @property
+    def combined_center_(self):
+        check_is_fitted(self)
+        return _numpy(self.module_.combined_center)
 
-    def _score_batch(self, x):
-        if self.score_type == "reconstruction" or self.reference_codes_ is None:
-            return -row_mean_squared_error(self.module_(x), x)  # (None while training)
-        terms = self._score_terms(x)
-        if self.score_type == "latent":
-            return -terms[:, 1]
-        center = torch.from_numpy(self.combined_center_).to(x.device, x.dtype)
-        scale = torch.from_numpy(self.combined_scale_).to(x.device, x.dtype)
-        return -((terms - center) / scale).sum(dim=1)
+    @property
+    def combined_scale_(self):
+        check_is_fitted(self)
+        return _numpy(self.module_.combined_scale)
 
-    def _score_terms(self, x):
-        """Per row: the reconstruction error and the latent neighbour distance."""
-        codes = self.module_.encoder(x)
-        error = row_mean_squared_error(self.module_.decoder(codes), x)
-        return torch.stack([error, self._neighbour_distance(codes)], dim=1)
-
-    def _fit_neighbours(self, X, rng):
-        super()._fit_neighbours(X, rng)
-        terms = self._map_batches(X, self._score_terms)
-        scale = terms.std(axis=0)
-        scale[~(scale > 1e-12)] = 1.0
-        self.combined_center_, self.combined_scale_ = terms.mean(axis=0), scale
-
-    def _encode_batch(self, x):
-        return self.module_.encoder(x)
-
-    def _reconstruct_batch(self, x):
-        return self.module_(x)

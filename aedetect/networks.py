@@ -23,6 +23,40 @@ ACTIVATIONS = {
 ARCHITECTURES = ("dense", "conv")
 
 
+class Dropout(nn.Module):
+    """Dropout whose masks come from ``generator`` when one is set (the trainer sets the
+    fit's own generator for the duration of training), else from torch's global one.
+
+    The mask is drawn as PyTorch's CPU dropout draws it (``bernoulli_(1 - p)``, divided
+    by ``1 - p``), so a seeded CPU fit draws the same masks either way. Identity in
+    eval mode.
+    """
+
+    def __init__(self, p=0.5):
+        super().__init__()
+        self.p = float(p)
+        self.generator = None
+
+    def forward(self, x):
+        if not self.training or self.p == 0.0:
+            return x
+        if self.generator is None:
+            return nn.functional.dropout(x, self.p, training=True)
+        keep = 1.0 - self.p
+        mask = torch.empty_like(x).bernoulli_(keep, generator=self.generator).div_(keep)
+        return x * mask
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+
+def set_dropout_generator(module, generator):
+    """Point every :class:`Dropout` in ``module`` at ``generator`` (``None`` to reset)."""
+    for layer in module.modules():
+        if isinstance(layer, Dropout):
+            layer.generator = generator
+
+
 def dense_stack(sizes, activation="relu", dropout=0.0, batch_norm=False):
     """Linear layers ``sizes[0] -> sizes[1] -> ...`` each followed by an activation.
 
@@ -38,7 +72,7 @@ def dense_stack(sizes, activation="relu", dropout=0.0, batch_norm=False):
             layers.append(nn.BatchNorm1d(n_out))
         layers.append(ACTIVATIONS[activation]())
         if dropout > 0:
-            layers.append(nn.Dropout(dropout))
+            layers.append(Dropout(dropout))
     return nn.Sequential(*layers)
 
 
@@ -103,7 +137,7 @@ def conv_stage(n_in, n_out, activation="relu", dropout=0.0, batch_norm=False):
         layers.append(nn.BatchNorm2d(n_out))
     layers.append(ACTIVATIONS[activation]())
     if dropout > 0:
-        layers.append(nn.Dropout(dropout))
+        layers.append(Dropout(dropout))
     return layers
 
 
@@ -204,18 +238,6 @@ def build_decoder(architecture, in_dim, output_shape, hidden_layer_sizes,
         return ConvDecoder(in_dim, output_shape, mirrored, tuple(conv_channels),
                            output_activation=output_activation, **options)
     raise ValueError(f"Unknown architecture {architecture!r}; expected one of {ARCHITECTURES}.")
-
-
-class Autoencoder(nn.Module):
-    """An encoder and a decoder; ``forward`` returns the reconstruction."""
-
-    def __init__(self, encoder, decoder):
-        super().__init__()
-        self.encoder = encoder
-        self.decoder = decoder
-
-    def forward(self, x):
-        return self.decoder(self.encoder(x))
 
 
 class Discriminator(nn.Module):

@@ -3,8 +3,8 @@
 Each prior is an ``nn.Module`` (its constants are buffers, so it moves with the network
 to the device and is saved in the ``state_dict``) with two methods:
 
-- ``sample(n)``: ``n`` codes drawn with torch's default generator (seeded by the
-  detector's ``random_state`` during ``fit``);
+- ``sample(n, generator=None)``: ``n`` codes drawn with ``generator`` (a
+  ``torch.Generator`` on the prior's device; ``None``: torch's global one);
 - ``latent_score(z)``: how typical each code is, finite for every input, higher is
   more typical, ``2 * (log p(z) - E[log p(Z)]) / latent_dim`` for priors with a
   density: 0 for a code as likely as an average draw of the prior. For the normal prior
@@ -32,8 +32,9 @@ class NormalPrior(nn.Module):
         self.latent_dim = int(latent_dim)
         self.register_buffer("scale", torch.tensor(float(scale)))
 
-    def sample(self, n):
-        return self.scale * torch.randn(n, self.latent_dim, device=self.scale.device)
+    def sample(self, n, generator=None):
+        return self.scale * torch.randn(n, self.latent_dim, generator=generator,
+                                        device=self.scale.device)
 
     def latent_score(self, z):
         return 1.0 - (z / self.scale).pow(2).mean(dim=1)
@@ -52,8 +53,8 @@ class UniformPrior(nn.Module):
         self.latent_dim = int(latent_dim)
         self.register_buffer("scale", torch.tensor(float(scale)))
 
-    def sample(self, n):
-        u = torch.rand(n, self.latent_dim, device=self.scale.device)
+    def sample(self, n, generator=None):
+        u = torch.rand(n, self.latent_dim, generator=generator, device=self.scale.device)
         return self.scale * (2.0 * u - 1.0)
 
     def latent_score(self, z):
@@ -98,8 +99,8 @@ class MixturePrior(nn.Module):
         noise = torch.randn(n, self.latent_dim, device=device, generator=generator)
         return self.means[index] + self.scale * noise
 
-    def sample(self, n):
-        return self._draw(n)
+    def sample(self, n, generator=None):
+        return self._draw(n, generator)
 
     def log_density(self, z):
         squared = ((z[:, None, :] - self.means[None]) / self.scale).pow(2).sum(dim=2)
@@ -114,7 +115,9 @@ class MixturePrior(nn.Module):
 class DistributionPrior(nn.Module):
     """A user's ``torch.distributions.Distribution`` with ``event_shape == (latent_dim,)``.
 
-    Sampling uses the distribution's ``sample`` (torch's default generator). Latent
+    ``torch.distributions`` sample only from torch's global generators: with a
+    ``generator``, :meth:`sample` seeds the global one of the distribution's device
+    from it and restores that generator's state afterwards. Latent
     score: ``2 * (log p(z) - E[log p(Z)]) / latent_dim``, the expectation estimated
     from draws at fit time. Codes outside the support (where ``log p = -inf``) get
     ``floor``: the lowest latent score of those draws minus 1.
@@ -133,8 +136,14 @@ class DistributionPrior(nn.Module):
         self.register_buffer("floor", scores.min().cpu() - 1.0)
         self.register_buffer("anchor", draws[0].float().cpu())
 
-    def sample(self, n):
-        return self.distribution.sample((n,)).to(self.floor.device, torch.float32)
+    def sample(self, n, generator=None):
+        if generator is None:
+            draws = self.distribution.sample((n,))
+        else:
+            seed = int(torch.randint(2**62, (1,), generator=generator,
+                                     device=generator.device))
+            draws = _sample_seeded(self.distribution, n, seed, self.home)
+        return draws.to(self.floor.device, torch.float32)
 
     def latent_score(self, z):
         codes = z.to(self.home)
@@ -146,6 +155,19 @@ class DistributionPrior(nn.Module):
         scores = 2.0 * (log_p - self.mean_log_density) / self.latent_dim
         keep = inside.to(z.device) & torch.isfinite(scores)
         return torch.where(keep, scores, self.floor)
+
+
+def _sample_seeded(distribution, n, seed, device):
+    """``n`` draws of ``distribution`` with the global generator of ``device`` seeded
+    with ``seed``; that generator's state is restored afterwards."""
+    cuda = device.type == "cuda"
+    with torch.random.fork_rng(devices=[device.index or 0] if cuda else [],
+                               device_type="cuda"):
+        if cuda:
+            torch.cuda.default_generators[device.index or 0].manual_seed(seed)
+        else:
+            torch.random.default_generator.manual_seed(seed)
+        return distribution.sample((n,))
 
 
 def make_prior(prior, latent_dim, scale=1.0, n_components=10):

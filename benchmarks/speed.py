@@ -83,9 +83,14 @@ def make_contender(pair, side, epochs, batch_size, device, seed=0):
 
 
 def timed_fit(detector, X, side):
-    """Fit; return the seconds spent in the epoch loop."""
-    loop = "_train" if side == "aedetect" else "train"
-    inner = getattr(detector, loop)
+    """Fit; return the seconds spent in the epoch loop (aedetect: between the trainer's
+    ``on_train_begin`` and ``on_train_end`` callbacks; PyOD: its ``train`` method)."""
+    if side == "aedetect":
+        timer = LoopTimer()
+        detector.set_params(callbacks=[timer])
+        detector.fit(X)
+        return timer.seconds
+    inner = detector.train
     spent = []
 
     def timed(*args, **kwargs):
@@ -96,20 +101,35 @@ def timed_fit(detector, X, side):
         spent.append(time.perf_counter() - start)
         return result
 
-    setattr(detector, loop, timed)
+    detector.train = timed
     try:
         detector.fit(X)
     finally:
-        delattr(detector, loop)
+        del detector.train
     return spent[0]
 
 
-def _sync(detector):
+class LoopTimer:
+    """A fit callback timing aedetect's training loop (device synchronized)."""
+
+    def on_train_begin(self, trainer):
+        _sync_device(trainer.generator.device)
+        self.start = time.perf_counter()
+
+    def on_train_end(self, trainer, error):
+        _sync_device(trainer.generator.device)
+        self.seconds = time.perf_counter() - self.start
+
+
+def _sync_device(device):
     import torch
 
-    device = getattr(detector, "device_", None) or getattr(detector, "device", None)
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
+
+
+def _sync(detector):
+    _sync_device(getattr(detector, "device_", None) or getattr(detector, "device", None))
 
 
 def score(detector, X, side):

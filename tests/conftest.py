@@ -13,7 +13,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 import aedetect  # noqa: E402
-from aedetect import _base  # noqa: E402
+from aedetect import _device  # noqa: E402
 from aedetect._base import BaseAutoencoderDetector  # noqa: E402
 
 # The test networks are tiny: one thread is faster than two and does not oversubscribe
@@ -40,7 +40,7 @@ def detector_class(request):
     return request.param
 
 
-_resolve_device = _base.resolve_device
+_resolve_device = _device.resolve_device
 
 
 def _cpu_for_auto(device):
@@ -52,13 +52,13 @@ def _detectors_on_cpu():
     """Detectors with ``device='auto'`` run on the CPU, where scores are bit-reproducible
     and the measured floors hold, even on a machine with a GPU. Session scope, so the
     module-scoped fixtures that fit detectors are covered too."""
-    _base.resolve_device = _cpu_for_auto
+    _device.resolve_device = _cpu_for_auto
     yield
-    _base.resolve_device = _resolve_device
+    _device.resolve_device = _resolve_device
 
 
 @pytest.fixture(autouse=True)
 def _auto_device_for_gpu_tests(request, monkeypatch):
     """Tests marked ``gpu`` keep the real ``device='auto'`` (CUDA when present)."""
     if request.node.get_closest_marker("gpu") is not None:
-        monkeypatch.setattr(_base, "resolve_device", _resolve_device)
+        monkeypatch.setattr(_device, "resolve_device", _resolve_device)

@@ -225,11 +225,17 @@ def test_auc_one_class_digits(digits):
 def test_auc_contaminated_digits():
     """Digits 0-4 with 5 % of sevens mixed into the training data."""
     X, y = load_digits_outliers()
-    detector = AAEDetector(random_state=0).fit(X)
-    # Measured 0.704 with the benchmarked defaults (0.767 before issue 6: robust scaling
-    # costs on pixel data, 0.809 with scaling='standard'; see benchmarks/README.md).
-    assert roc_auc_score(y, -detector.score_samples(X)) > 0.68
-    assert np.mean(detector.predict(X)[y == 1] == -1) > np.mean(detector.predict(X)[y == 0] == -1)
+    # One seed's AUC moves with the CPU's rounding (seed 0: 0.704 on one machine, 0.662
+    # on another), so the floor holds the mean of three: measured 0.708 (0.662, 0.763,
+    # 0.699) with the torch 2.13 CPU wheel. Robust scaling costs on pixel data (0.809
+    # with scaling='standard'; see benchmarks/README.md).
+    aucs = []
+    for seed in range(3):
+        detector = AAEDetector(random_state=seed).fit(X)
+        aucs.append(roc_auc_score(y, -detector.score_samples(X)))
+        labels = detector.predict(X)
+        assert np.mean(labels[y == 1] == -1) > np.mean(labels[y == 0] == -1)
+    assert np.mean(aucs) > 0.68, aucs
 
 
 def test_combined_score_is_the_documented_combination(normal_fit, X_manifold):

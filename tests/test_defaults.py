@@ -8,7 +8,11 @@ import pytest
 import torch
 
 from aedetect import AEDetector
-from aedetect._base import IQR_TO_STD
+from aedetect._data import IQR_TO_STD
+from aedetect._structure import default_hidden_sizes, default_latent_dim
+from aedetect.losses import kept_rows, trimmed_mean
+from aedetect.models.base import adam
+from aedetect.networks import Dropout
 
 # Every detector's signature starts with the base's parameters, up to ``callbacks``.
 _ALL = list(inspect.signature(AEDetector).parameters)
@@ -37,15 +41,15 @@ def _layers(detector, kind):
 def test_auto_regularizes_dense_networks_only():
     rng = np.random.RandomState(0)
     dense = AEDetector(max_iter=1, random_state=0).fit(rng.normal(size=(40, 6)))
-    assert {m.p for m in _layers(dense, torch.nn.Dropout)} == {0.2}
+    assert {m.p for m in _layers(dense, Dropout)} == {0.2}
     assert _layers(dense, torch.nn.BatchNorm1d)
     conv = AEDetector(architecture="conv", conv_channels=(4,), max_iter=1,
                       random_state=0).fit(rng.rand(20, 8, 8))
-    assert not _layers(conv, torch.nn.Dropout)
+    assert not _layers(conv, Dropout)
     assert not _layers(conv, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d))
     explicit = AEDetector(architecture="conv", conv_channels=(4,), dropout=0.1,
                           batch_norm=True, max_iter=1, random_state=0).fit(rng.rand(20, 8, 8))
-    assert {m.p for m in _layers(explicit, (torch.nn.Dropout, torch.nn.Dropout2d))} == {0.1}
+    assert {m.p for m in _layers(explicit, Dropout)} == {0.1}
     assert _layers(explicit, torch.nn.BatchNorm2d)
 
 
@@ -53,8 +57,8 @@ def test_auto_regularizes_dense_networks_only():
     (2, (16, 8), 2), (6, (24, 12), 2), (21, (84, 42), 5), (100, (256, 128), 25),
     (1000, (256, 128), 32)])
 def test_default_size_rules(n_features, hidden, latent):
-    assert AEDetector._default_hidden_sizes(n_features) == hidden
-    assert AEDetector._default_latent_dim(n_features) == latent
+    assert default_hidden_sizes(n_features) == hidden
+    assert default_latent_dim(n_features) == latent
 
 
 # ------------------------------------------------------------- scaling
@@ -82,15 +86,14 @@ def test_robust_scaling_ignores_outliers_that_standard_scaling_follows():
 
 # ------------------------------------------------------------ trimming
 def test_trimmed_loss_drops_the_largest_rows_from_the_gradient():
-    detector = AEDetector(trim_fraction=0.25)
     x = torch.arange(8, dtype=torch.float32, requires_grad=True)
     row_losses = x.pow(2)
-    loss = detector._batch_loss(row_losses)
+    loss = trimmed_mean(row_losses, 0.25)
     assert float(loss.detach()) == pytest.approx(np.mean(np.arange(6) ** 2))  # ceil(0.75 * 8)
     loss.backward()
     assert torch.all(x.grad[6:] == 0) and torch.all(x.grad[1:6] > 0)
-    assert AEDetector(trim_fraction=0.0)._kept_rows(row_losses) is None
-    plain = AEDetector(trim_fraction=0.0)._batch_loss(row_losses.detach())
+    assert kept_rows(row_losses, 0.0) is None
+    plain = trimmed_mean(row_losses.detach(), 0.0)
     assert float(plain) == float(row_losses.detach().mean())
 
 
@@ -117,8 +120,7 @@ def test_trim_fraction_is_validated():
 
 # ----------------------------------------------------------- optimizer
 def test_adam_is_fused_where_torch_supports_it():
-    detector = AEDetector(learning_rate_init=0.01, weight_decay=0.1)
-    optimizer = detector._adam(torch.nn.Linear(3, 2).parameters())
+    optimizer = adam(torch.nn.Linear(3, 2).parameters(), 0.01, 0.1)
     assert optimizer.defaults["lr"] == 0.01 and optimizer.defaults["weight_decay"] == 0.1
     version = tuple(int(part) for part in torch.__version__.split(".")[:2])
     if version >= (2, 4):

@@ -158,12 +158,18 @@ def test_auto_scaling_for_conv_is_one_range_over_all_pixels():
 
 def test_corruption_stays_in_the_pixel_range():
     detector = AEDetector(**{**SMALL, "noise": 0.5}).fit(IMAGES[:100])
-    x = torch.as_tensor(detector._scale(IMAGES[100:200].reshape(100, -1)), device=detector.device_)
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        noisy = detector._corrupt(x)
-        masking = detector.set_params(noise_type="mask", noise=0.25)._corrupt(torch.ones_like(x))
+    rows = (IMAGES[100:200].reshape(100, -1) - detector.center_) / detector.scale_
+    x = torch.as_tensor(rows.reshape(100, 1, 8, 8).astype(np.float32))
+    corruption = detector._corruption(x)
+    # images scaled alike everywhere: one range for every pixel, so a pixel that is
+    # always dark in training still gets noise
+    assert corruption.low.dim() == 0 and float(corruption.high) == float(x.max())
+    noisy = corruption(x, torch.Generator().manual_seed(0))
+    masking = detector.set_params(noise_type="mask", noise=0.25)._corruption(x)(
+        torch.ones_like(x), torch.Generator().manual_seed(0))
     assert float(noisy.min()) == 0.0 and float(noisy.max()) == 1.0
+    always_dark = (x == 0).all(dim=0)
+    assert bool(always_dark.any()) and float(noisy[:, always_dark].max()) > 0
     assert float((noisy - x).abs().mean()) > 0.2
     assert abs(float((masking == 0).float().mean()) - 0.25) < 0.02
 

@@ -6,7 +6,7 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.metrics import roc_auc_score
 
-import aedetect._base
+import aedetect.models.neighbours
 from aedetect import AEDetector, VAEDetector
 from aedetect._persistence import load_detector, save_detector
 
@@ -89,7 +89,7 @@ def test_row_alone_scores_as_in_a_batch(combined, blobs):
 
 def test_reference_is_capped_and_seeded(monkeypatch, blobs):
     X, _ = blobs
-    monkeypatch.setattr(aedetect._base, "MAX_REFERENCE_CODES", 50)
+    monkeypatch.setattr(aedetect.models.neighbours, "MAX_REFERENCE_CODES", 50)
     first = AEDetector(score_type="latent", max_iter=3, random_state=0).fit(X)
     second = AEDetector(score_type="latent", max_iter=3, random_state=0).fit(X)
     assert first.reference_codes_.shape == (50, first.latent_dim_)
@@ -109,7 +109,7 @@ def test_reconstruction_fit_keeps_no_codes_and_says_so(blobs):
     detector = AEDetector(max_iter=2, random_state=0).fit(X)
     assert detector.reference_codes_ is None
     detector.set_params(score_type="latent")
-    with pytest.raises(ValueError, match="Fit it again with this score_type"):
+    with pytest.raises(ValueError, match="Set score_type and fit it again"):
         detector.score_samples(X)
 
 
@@ -174,6 +174,6 @@ def test_latent_scores_on_cuda(tmp_path, on_manifold, cls, score_type):
 
 def test_n_neighbors_is_checked_against_the_capped_reference(monkeypatch, blobs):
     X, _ = blobs
-    monkeypatch.setattr(aedetect._base, "MAX_REFERENCE_CODES", 50)
+    monkeypatch.setattr(aedetect.models.neighbours, "MAX_REFERENCE_CODES", 50)
     with pytest.raises(ValueError, match=r"got 50 \(n_samples=315, at most 50 are kept\)"):
         AEDetector(score_type="latent", n_neighbors=50, max_iter=1).fit(X)

@@ -5,6 +5,7 @@ import time
 import warnings
 
 from .. import _base
+from .._training import Callback
 from ._store import TrackingWarning, _http_limits, get_experiment_id, get_tracking_uri
 
 #: Run tag naming the detector whose fit a run holds.
@@ -26,7 +27,7 @@ class _FitLog:
             self.skipped.append(what)
 
 
-class MLflowCallback:
+class MLflowCallback(Callback):
     """Log a detector's fit to MLflow; pass it in the detector's ``callbacks``.
 
     A fit logs: every parameter (``get_params``), the dataset shape (``n_samples``,
@@ -140,7 +141,7 @@ class MLflowCallback:
         self._attempt("the parameters", self._log_start, detector, X)
         self._fit.start = time.perf_counter()  # training_time excludes opening the store
 
-    def on_epoch_end(self, detector, record):
+    def on_epoch_end(self, trainer, record):
         """Log the epoch's record as one batch of metrics at ``step=epoch``."""
         self._attempt(f"epoch {record['epoch']}", self._log_epoch, record)
 
@@ -243,7 +244,8 @@ class MLflowCallback:
             "plots/loss_curves.png": plot_loss_curves(
                 detector.history_, best_epoch=detector.best_epoch_, title=f"{name} training"),
             "plots/score_histogram.png": plot_score_histogram(
-                detector._score(X), detector.offset_, title=f"{name} scores, training data"),
+                detector._score_rows(X), detector.offset_,
+                title=f"{name} scores, training data"),
         }
         for path, figure in figures.items():
             self._fit.client.log_figure(self._fit.run_id, figure, path)
@@ -326,7 +328,7 @@ def _failure_message(detector, log, uri, error):
 
 
 # ------------------------------------------------------------------ autolog
-class _Autolog:
+class _Autolog(Callback):
     """The global callback of :func:`autolog`: one :class:`MLflowCallback` per fit."""
 
     def __init__(self, options):
@@ -339,10 +341,10 @@ class _Autolog:
         callback = self._fits[id(detector)] = MLflowCallback(**self.options)
         callback.on_fit_begin(detector, X)
 
-    def on_epoch_end(self, detector, record):
-        callback = self._fits.get(id(detector))
+    def on_epoch_end(self, trainer, record):
+        callback = self._fits.get(id(trainer.estimator))
         if callback is not None:
-            callback.on_epoch_end(detector, record)
+            callback.on_epoch_end(trainer, record)
 
     def on_fit_end(self, detector, error):
         callback = self._fits.pop(id(detector), None)

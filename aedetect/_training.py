@@ -1,0 +1,288 @@
+"""The one trainer and its callback protocol.
+
+:class:`Trainer` owns the loop: epochs, shuffled mini-batches drawn by index from
+tensors already on the device, the model's step, the validation loss and the per-epoch
+``history``. It never knows which model it trains: a model (see
+:mod:`aedetect.models`) brings ``training_step``, ``validation_loss`` and
+``configure_optimizers``.
+
+Everything around the loop is a :class:`Callback`: epoch timing (:class:`EpochTimer`),
+the divergence guard (:class:`DivergenceGuard`), the stopping rule with best-weight
+restore (:class:`EarlyStopping`), the progress bar (:class:`ProgressBar`), MLflow
+logging (``aedetect.tracking.MLflowCallback``) and any user callback. Every hook of
+:class:`Callback` does nothing by default, so a callback overrides only what it needs.
+"""
+
+import copy
+import math
+import time
+
+import numpy as np
+import torch
+
+from . import networks
+from ._data import map_chunks
+
+
+class Callback:
+    """Base class of fit callbacks: every hook does nothing by default.
+
+    The detector calls ``on_fit_begin`` and ``on_fit_end`` around the whole fit
+    (validation, training, calibration, threshold); the trainer calls the other hooks
+    around the training loop. ``trainer.estimator`` is the detector being fitted,
+    ``trainer.model`` the module being trained, ``trainer.history`` the records of the
+    epochs so far; setting ``trainer.stop_training = True`` ends training after the
+    current epoch. The detector a fit hands to its callbacks is the one being fitted;
+    it replaces the fitted state of the detector ``fit`` was called on only when the
+    whole fit succeeds.
+    """
+
+    def on_fit_begin(self, detector, X):
+        """Before training; ``X`` is the validated 2-D training data."""
+
+    def on_train_begin(self, trainer):
+        """Before the first epoch."""
+
+    def on_epoch_begin(self, trainer, epoch):
+        """Before each epoch (numbered from 1)."""
+
+    def on_batch_begin(self, trainer, batch):
+        """Before each optimizer step; ``batch`` counts the epoch's steps from 0."""
+
+    def on_batch_end(self, trainer, batch, losses):
+        """After each step; ``losses`` maps names to detached 0-d tensors (on the
+        device: reading them synchronizes it)."""
+
+    def on_epoch_end(self, trainer, record):
+        """After each epoch; ``record`` holds ``epoch``, every loss averaged over the
+        rows, ``val_loss`` when there is a validation set and ``time``."""
+
+    def on_train_end(self, trainer, error):
+        """After the loop, also when it failed (``error`` is the exception, or ``None``)."""
+
+    def on_fit_end(self, detector, error):
+        """After the fit, also when it failed (``error`` is the exception, or ``None``)."""
+
+
+def call_hooks(callbacks, hook, *args):
+    """Call ``hook`` on every callback. Objects that do not derive from
+    :class:`Callback` may define only some of the hooks."""
+    for callback in callbacks:
+        function = getattr(callback, hook, None)
+        if function is not None:
+            function(*args)
+
+
+class EpochTimer(Callback):
+    """Puts each epoch's wall-clock seconds in its record as ``time``."""
+
+    def on_epoch_begin(self, trainer, epoch):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, trainer, record):
+        record["time"] = time.perf_counter() - self._start
+
+
+class DivergenceGuard(Callback):
+    """Stops training with a ``ValueError`` when a loss of the epoch is not finite.
+
+    The detector being fitted keeps its previous fitted state (a failed fit changes
+    nothing).
+    """
+
+    def on_epoch_end(self, trainer, record):
+        bad = [name for name, value in record.items() if not math.isfinite(value)]
+        if bad:
+            name = type(trainer.estimator).__name__ if trainer.estimator is not None else "model"
+            raise ValueError(
+                f"Training of {name} diverged at epoch {record['epoch']}: {', '.join(bad)} "
+                "became non-finite. Lower learning_rate_init or check that the input has no "
+                "extreme values; the detector keeps its previous state.")
+
+
+class EarlyStopping(Callback):
+    """Stop when the watched loss has not improved by ``tol`` for ``patience`` epochs.
+
+    The watched loss is ``val_loss`` when the epochs have one, else ``loss``. With a
+    validation loss the weights of the best epoch are restored at the end (as
+    scikit-learn's ``MLPRegressor(early_stopping=True)`` does).
+
+    Attributes
+    ----------
+    best_loss : float
+        Lowest watched loss so far (``inf`` before the first epoch).
+    best_epoch : int or None
+        Its epoch.
+    """
+
+    def __init__(self, tol=1e-4, patience=10):
+        self.tol = tol
+        self.patience = patience
+
+    def on_train_begin(self, trainer):
+        self.best_loss, self.best_epoch, self._best_state, self._waited = np.inf, None, None, 0
+
+    def on_epoch_end(self, trainer, record):
+        validated = "val_loss" in record
+        watched = record["val_loss"] if validated else record["loss"]
+        if watched < self.best_loss - self.tol:
+            self.best_loss, self.best_epoch, self._waited = watched, record["epoch"], 0
+            if validated:
+                self._best_state = copy.deepcopy(trainer.model.state_dict())
+        else:
+            self._waited += 1
+        if self._waited >= self.patience:
+            trainer.stop_training = True
+
+    def on_train_end(self, trainer, error):
+        if error is None and self._best_state is not None:
+            trainer.model.load_state_dict(self._best_state)
+        self._best_state = None
+
+
+class ProgressBar(Callback):
+    """A tqdm bar over the epochs showing the losses of the last one."""
+
+    def __init__(self, description=None):
+        self.description = description
+
+    def on_train_begin(self, trainer):
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(total=trainer.max_iter, desc=self.description, unit="epoch")
+
+    def on_epoch_end(self, trainer, record):
+        self._bar.update(1)
+        self._bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k != "epoch"})
+
+    def on_train_end(self, trainer, error):
+        self._bar.close()
+
+
+class Corruption:
+    """Denoising input: ``noise`` added (Gaussian, in scaled units) or a share ``noise``
+    of the values zeroed (``'mask'``), then clipped to ``[low, high]``: the training
+    data's range, per feature or one range for all pixels."""
+
+    def __init__(self, noise, noise_type, low, high):
+        self.noise, self.noise_type, self.low, self.high = noise, noise_type, low, high
+
+    @classmethod
+    def fit(cls, X_train, noise, noise_type, one_range):
+        """The corruption for training rows ``X_train`` (a tensor); ``one_range`` clips
+        every value to the overall range instead of each feature's."""
+        if one_range:
+            return cls(noise, noise_type, X_train.amin(), X_train.amax())
+        return cls(noise, noise_type, X_train.amin(dim=0), X_train.amax(dim=0))
+
+    def __call__(self, x, generator):
+        if self.noise_type == "gaussian":
+            draws = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            noisy = x + self.noise * draws
+        else:
+            draws = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            noisy = x * (draws >= self.noise)
+        return torch.clamp(noisy, self.low, self.high)
+
+
+def batch_indices(n_rows, batch_size, generator):
+    """A shuffled split of ``range(n_rows)`` into index batches; a trailing batch of one
+    row joins the previous one, so batch norm always sees at least two rows."""
+    perm = torch.randperm(n_rows, generator=generator, device=generator.device)
+    batches = list(torch.split(perm, batch_size))
+    if len(batches) > 1 and batches[-1].numel() == 1:
+        batches[-2] = torch.cat(batches[-2:])
+        batches.pop()
+    return batches
+
+
+class Trainer:
+    """Mini-batch training of a model with callbacks.
+
+    Parameters
+    ----------
+    max_iter : int
+        Maximum number of epochs.
+    batch_size : int
+        Rows per optimizer step.
+    generator : torch.Generator
+        The source of every random draw of training (shuffling, corruption, dropout,
+        the model's own noise), on the training device.
+    callbacks : list of Callback
+        Called in order at every hook.
+    chunk_rows : int
+        Rows per chunk of the validation loss.
+    corruption : Corruption, default=None
+        Applied to the inputs (not the targets) of every step.
+    estimator : object, default=None
+        The detector being fitted, for the callbacks; the trainer never reads it.
+
+    Attributes
+    ----------
+    history : list of dict
+        One record per epoch (see :meth:`Callback.on_epoch_end`).
+    stop_training : bool
+        Set by a callback to end training after the current epoch.
+    """
+
+    def __init__(self, *, max_iter, batch_size, generator, callbacks, chunk_rows,
+                 corruption=None, estimator=None):
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.generator = generator
+        self.callbacks = list(callbacks)
+        self.chunk_rows = chunk_rows
+        self.corruption = corruption
+        self.estimator = estimator
+
+    def fit(self, model, optimizers, X_train, y_train=None, X_val=None):
+        """Train ``model`` in place with ``optimizers`` (from its ``configure_optimizers``)
+        on tensors already on its device; return ``history``."""
+        self.model, self.history, self.stop_training = model, [], False
+        self.optimizers = optimizers
+        networks.set_dropout_generator(model, self.generator)
+        error = None
+        call_hooks(self.callbacks, "on_train_begin", self)
+        try:
+            for epoch in range(1, self.max_iter + 1):
+                call_hooks(self.callbacks, "on_epoch_begin", self, epoch)
+                record = {"epoch": epoch, **self._train_epoch(X_train, y_train)}
+                if X_val is not None:
+                    record["val_loss"] = self._validation_loss(X_val)
+                self.history.append(record)
+                call_hooks(self.callbacks, "on_epoch_end", self, record)
+                if self.stop_training:
+                    break
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            networks.set_dropout_generator(model, None)
+            model.eval()
+            call_hooks(self.callbacks, "on_train_end", self, error)
+        return self.history
+
+    def _train_epoch(self, X_train, y_train):
+        """One pass over the shuffled batches: the mean of each loss over the rows."""
+        self.model.train()
+        totals = {}
+        for batch, index in enumerate(batch_indices(X_train.shape[0], self.batch_size,
+                                                    self.generator)):
+            call_hooks(self.callbacks, "on_batch_begin", self, batch)
+            target = X_train[index]
+            inputs = target if self.corruption is None else self.corruption(target,
+                                                                            self.generator)
+            labels = None if y_train is None else y_train[index]
+            losses = self.model.training_step(inputs, target, labels, self.optimizers,
+                                              self.generator)
+            for name, value in losses.items():
+                totals[name] = totals.get(name, 0.0) + value.detach() * index.numel()
+            call_hooks(self.callbacks, "on_batch_end", self, batch, losses)
+        return {name: float(total) / X_train.shape[0] for name, total in totals.items()}
+
+    def _validation_loss(self, X_val):
+        """Mean of the model's per-row validation loss over the held-out rows."""
+        self.model.eval()
+        losses = map_chunks(self.model.validation_loss, X_val.shape[0], self.chunk_rows,
+                            lambda start, stop: X_val[start:stop])
+        return float(losses.sum()) / X_val.shape[0]

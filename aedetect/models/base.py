@@ -1,0 +1,81 @@
+"""What every detector model is: an ``nn.Module`` that owns its losses and its score.
+
+A model never validates input, scales data or moves it between devices: it receives
+float32 tensors of scaled samples, shaped ``(n, *input_shape)``, on its device.
+"""
+
+import torch
+from torch import nn
+
+
+def adam(parameters, lr, weight_decay=0.0, **options):
+    """Adam on ``parameters``, fused into one kernel per step where this torch build
+    supports it for their device (CPU since torch 2.4, CUDA): with many small layers the
+    per-tensor loop is the slowest part of a step."""
+    parameters = list(parameters)
+    options = {"lr": lr, "weight_decay": weight_decay, **options}
+    try:
+        return torch.optim.Adam(parameters, fused=True, **options)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(parameters, **options)
+
+
+def optimizer_step(optimizer, loss):
+    """One gradient step of ``optimizer`` on ``loss``."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
+class DetectorModel(nn.Module):
+    """Base class of the models: the contract the trainer and the estimators rely on.
+
+    Training (called by :class:`aedetect._training.Trainer`):
+
+    - ``configure_optimizers(learning_rate, weight_decay) -> dict`` of optimizers;
+      by default one Adam, ``"main"``, over every parameter;
+    - ``training_step(inputs, target, y, optimizers, generator) -> dict`` of detached
+      0-d loss tensors, ``"loss"`` the total; by default one step of ``"main"`` on the
+      ``"loss"`` of :meth:`training_losses`. ``inputs`` may be corrupted (denoising),
+      ``target`` is clean; every random draw uses ``generator``;
+    - ``validation_loss(x) -> (n,)``: per row, in the units of the training ``loss``
+      (untrimmed, deterministic).
+
+    Fitted model (eval mode; called by the estimators):
+
+    - ``calibrate(apply, rng, score_type)``: after training, fit the buffers the
+      score needs from the training rows; ``apply(function, index=None)`` returns
+      ``function`` applied chunk by chunk to the scaled training rows (or to the rows
+      ``index``), concatenated;
+    - ``score(x, score_type, exclude_self=False) -> (n,)``: higher is more normal;
+      ``exclude_self`` is set only while the training rows themselves are scored;
+    - ``encode(x)``: the latent code; ``reconstruct(x)``: the decoder's mean, in the
+      scaled space.
+
+    ``inference_copies`` is how many decoder passes one row costs when scored (it
+    sizes the inference chunks).
+    """
+
+    #: The values of ``score_type`` this model can score.
+    score_types = ()
+    inference_copies = 1
+
+    def configure_optimizers(self, learning_rate, weight_decay):
+        return {"main": adam(self.parameters(), learning_rate, weight_decay)}
+
+    def training_step(self, inputs, target, y, optimizers, generator):
+        losses = self.training_losses(inputs, target, y, generator)
+        optimizer_step(optimizers["main"], losses["loss"])
+        return {name: value.detach() for name, value in losses.items()}
+
+    def training_losses(self, inputs, target, y, generator):
+        """Dict of 0-d loss tensors of one batch, ``"loss"`` the one to minimize."""
+        raise NotImplementedError
+
+    def calibrate(self, apply, rng, score_type):
+        """Fit the score's buffers on the training rows (nothing to fit by default)."""
+
+    def check_score_type(self, score_type):
+        if score_type not in self.score_types:
+            raise ValueError(f"score_type={score_type!r} is not one of {self.score_types} "
+                             f"for {type(self).__name__}.")
