@@ -179,6 +179,24 @@ def test_conditional_scoring_needs_no_labels(conditional_fit, digits):
     assert cycled.shape == (20, 64)
 
 
+def test_conditional_scoring_takes_the_best_class_of_every_class(conditional_fit, digits):
+    X, _ = digits
+    model, rows = conditional_fit.module_, X[:60]
+    x = torch.as_tensor(((rows - conditional_fit.center_) / conditional_fit.scale_)
+                        .astype(np.float32))
+    with torch.no_grad():
+        codes = model.encoder(x)
+        errors = torch.stack([
+            (model.decode(codes, torch.full((60,), k)) - x).pow(2).mean(dim=1)
+            for k in range(len(conditional_fit.classes_))], dim=1).numpy()
+    reconstruction = -conditional_fit.set_params(
+        score_type="reconstruction").score_samples(rows)
+    conditional_fit.set_params(score_type="combined")
+    np.testing.assert_allclose(reconstruction, errors.min(axis=1), rtol=1e-5)
+    # the best class differs between rows: every class is tried, not only the first
+    assert len(np.unique(errors.argmin(axis=1))) > 1
+
+
 def test_conditional_label_errors(digits):
     X, y = digits
     with pytest.raises(ValueError, match="needs class labels"):

@@ -18,6 +18,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from aedetect import AEDetector
+from aedetect._training import Callback
 from aedetect._device import resolve_device
 
 FAST = {"max_iter": 15, "random_state": 0}
@@ -165,8 +166,11 @@ def test_grid_search_with_auc_scorer(blobs):
                           {"latent_dim": [1, 3]}, scoring=auc,
                           cv=StratifiedKFold(3, shuffle=True, random_state=0))
     search.fit(X, 1 - y)  # inliers are the positive class for a higher-is-normal score
-    assert search.best_params_["latent_dim"] in (1, 3)
     assert search.best_score_ > 0.85
+    # the refitted best detector is trained on all the data with the best parameters
+    best = search.best_estimator_
+    assert best.latent_dim == search.best_params_["latent_dim"] and best.n_features_in_ == 8
+    assert roc_auc_score(y, -best.score_samples(X)) > 0.85
 
 
 def test_auc_floor_one_class_digits():
@@ -201,14 +205,14 @@ def test_denoising_noise_is_clipped_and_training_only(blobs):
 def test_callbacks_see_every_epoch(blobs):
     X, _ = blobs
 
-    class Recorder:
+    class Recorder(Callback):
         def __init__(self):
             self.events = []
 
         def on_fit_begin(self, detector, X):
             self.events.append(("begin", X.shape))
 
-        def on_epoch_end(self, detector, record):
+        def on_epoch_end(self, trainer, record):
             self.events.append(("epoch", record["epoch"]))
 
         def on_fit_end(self, detector, error):
@@ -239,6 +243,33 @@ def test_device_resolution():
     detector = AEDetector(max_iter=1, device="auto")
     detector.fit(np.random.RandomState(0).normal(size=(20, 3)))
     assert detector.device == "auto" and detector.device_.type == expected
+
+
+def test_auto_device_prefers_cuda_then_mps(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    assert resolve_device("auto") == torch.device("cuda", 0)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert resolve_device("auto") == torch.device("mps")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+
+
+def test_threshold_belongs_to_the_fitted_score_type(blobs):
+    X, _ = blobs
+    detector = AEDetector(score_type="combined", contamination=0.1, **FAST)
+    assert np.mean(detector.fit_predict(X) == -1) == pytest.approx(0.1, abs=0.01)
+    assert detector.predict(X[:5]).shape == (5,)
+    latent = detector.set_params(score_type="latent").score_samples(X)  # needs no refit
+    assert latent.shape == (X.shape[0],)
+    for method in (detector.predict, detector.decision_function):
+        with pytest.raises(ValueError, match="offset_ was set in fit for "
+                                             "score_type='combined'.*Fit it again"):
+            method(X)
+    # a refit thresholds the new score type
+    assert np.mean(detector.fit_predict(X) == -1) == pytest.approx(0.1, abs=0.01)
+    assert detector.score_type_ == "latent" and detector.predict(X[:5]).shape == (5,)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without CUDA")

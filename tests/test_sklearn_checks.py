@@ -5,9 +5,19 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from conftest import DETECTORS
 
 
-def test_every_public_detector_is_discovered():
-    names = {cls.__name__ for cls in DETECTORS}
-    assert "AEDetector" in names
+def test_every_public_estimator_is_checked():
+    """Every estimator class aedetect exports is in the check suite below."""
+    import inspect
+
+    from sklearn.base import BaseEstimator
+
+    import aedetect
+
+    exported = {name for name in aedetect.__all__
+                if inspect.isclass(getattr(aedetect, name))
+                and issubclass(getattr(aedetect, name), BaseEstimator)}
+    assert exported == {cls.__name__ for cls in DETECTORS}
+    assert exported >= {"AEDetector", "VAEDetector", "AAEDetector"}
 
 
 @parametrize_with_checks([cls(max_iter=5) for cls in DETECTORS])

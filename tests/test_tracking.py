@@ -99,7 +99,7 @@ class StopAt:
     def __init__(self, epoch, error):
         self.epoch, self.error = epoch, error
 
-    def on_epoch_end(self, detector, record):
+    def on_epoch_end(self, trainer, record):
         if record["epoch"] == self.epoch:
             raise self.error
 
@@ -470,7 +470,7 @@ class KillServer:
     def __init__(self, process, epoch):
         self.process, self.epoch = process, epoch
 
-    def on_epoch_end(self, detector, record):
+    def on_epoch_end(self, trainer, record):
         if record["epoch"] == self.epoch:
             stop_server(self.process)
 

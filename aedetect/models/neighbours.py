@@ -15,15 +15,22 @@ def mean_neighbour_distance(codes, reference, n_neighbors, skip_nearest=False):
     rows of ``reference``, skipping the nearest one first when ``skip_nearest``.
 
     Distances are computed directly (not through a matrix product), so a row's result
-    does not depend on the rows scored with it.
+    does not depend on the rows scored with it. Under ``torch.export`` the rows are one
+    chunk (a split into a data-dependent number of chunks has no dynamic-batch export).
     """
     skip = int(skip_nearest)
     parts = []
-    for chunk in codes.split(NEIGHBOUR_CHUNK_ROWS):
+    chunks = [codes] if _exporting() else codes.split(NEIGHBOUR_CHUNK_ROWS)
+    for chunk in chunks:
         distances = torch.cdist(chunk, reference, compute_mode="donot_use_mm_for_euclid_dist")
         nearest = distances.topk(n_neighbors + skip, dim=1, largest=False, sorted=True).values
         parts.append(nearest[:, skip:].mean(dim=1))
     return torch.cat(parts)
+
+
+def _exporting():
+    is_exporting = getattr(torch.compiler, "is_exporting", None)
+    return bool(is_exporting is not None and is_exporting())
 
 
 def check_n_neighbors(n_neighbors, n_samples, score_type):

@@ -1,0 +1,246 @@
+"""The trainer and its callbacks, the models' training and validation losses, seeding
+and fitting beside scoring threads."""
+
+import copy
+import math
+import threading
+
+import numpy as np
+import pytest
+import torch
+from sklearn.utils import check_random_state
+
+from aedetect import AAEDetector, AEDetector, VAEDetector
+from aedetect._training import Callback, EarlyStopping, Trainer, batch_indices
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(300, 3)) @ rng.normal(size=(3, 8)) + 0.05 * rng.normal(size=(300, 8))
+    return np.vstack([X, rng.uniform(-4, 4, size=(15, 8))])
+
+
+class Recorder(Callback):
+    """Records every hook and a copy of the weights after each epoch."""
+
+    def __init__(self):
+        self.events, self.states = [], []
+
+    def on_fit_begin(self, detector, X):
+        self.events.append("fit_begin")
+
+    def on_train_begin(self, trainer):
+        self.events.append("train_begin")
+
+    def on_epoch_begin(self, trainer, epoch):
+        self.events.append(f"epoch_begin {epoch}")
+
+    def on_batch_end(self, trainer, batch, losses):
+        assert set(losses) >= {"loss"} and all(v.dim() == 0 for v in losses.values())
+        self.events.append("batch")
+
+    def on_epoch_end(self, trainer, record):
+        self.events.append(f"epoch_end {record['epoch']}")
+        self.states.append(copy.deepcopy(trainer.model.state_dict()))
+
+    def on_train_end(self, trainer, error):
+        self.events.append(f"train_end {error!r}")
+
+    def on_fit_end(self, detector, error):
+        self.events.append(f"fit_end {error!r}")
+
+
+def test_callback_hooks_run_in_order_and_defaults_do_nothing(blobs):
+    recorder = Recorder()
+    AEDetector(max_iter=2, batch_size=100, n_iter_no_change=100, random_state=0,
+               callbacks=[recorder, Callback()]).fit(blobs)
+    batches = ["batch"] * 4  # 315 rows in batches of 100: the last 15 form their own
+    assert recorder.events == ["fit_begin", "train_begin",
+                               "epoch_begin 1", *batches, "epoch_end 1",
+                               "epoch_begin 2", *batches, "epoch_end 2",
+                               "train_end None", "fit_end None"]
+
+
+def test_a_callback_can_stop_training(blobs):
+    class StopAfterTwo(Callback):
+        def on_epoch_end(self, trainer, record):
+            trainer.stop_training = record["epoch"] == 2
+
+    detector = AEDetector(max_iter=50, callbacks=[StopAfterTwo()], random_state=0).fit(blobs)
+    assert detector.n_iter_ == 2
+
+
+def test_early_stopping_restores_the_weights_of_the_best_epoch(blobs):
+    recorder = Recorder()
+    detector = AEDetector(max_iter=60, early_stopping=True, n_iter_no_change=5, tol=0.0,
+                          learning_rate_init=0.02, random_state=0,
+                          callbacks=[recorder]).fit(blobs)
+    val = [record["val_loss"] for record in detector.history_]
+    assert detector.best_epoch_ == 1 + int(np.argmin(val)) < detector.n_iter_
+    best = recorder.states[detector.best_epoch_ - 1]
+    last = recorder.states[-1]
+    state = detector.module_.state_dict()
+    assert all(torch.equal(state[key], best[key]) for key in best)
+    assert not all(torch.equal(best[key], last[key]) for key in best)
+
+
+def _validation_rows(detector, X):
+    """The rows fit held out: the same draws of ``random_state`` as ``fit``."""
+    rng = check_random_state(detector.random_state)
+    rng.randint(np.iinfo(np.int32).max)
+    return X[detector._split(X.shape[0], rng)[1]]
+
+
+def test_validation_loss_is_the_held_out_error_lower_is_better(blobs):
+    detector = AEDetector(max_iter=30, early_stopping=True, n_iter_no_change=100,
+                          random_state=0).fit(blobs)
+    val = [record["val_loss"] for record in detector.history_]
+    assert min(val) > 0 and val[-1] < val[0]  # an error that training lowers
+    # after restoring the best epoch, the held-out rows' mean error is its val_loss
+    held_out = _validation_rows(detector, blobs)
+    assert -detector.score_samples(held_out).mean() == pytest.approx(detector.best_loss_,
+                                                                     rel=1e-5)
+
+
+def test_vae_validation_loss_is_in_the_units_of_the_training_loss(blobs):
+    params = {"max_iter": 40, "early_stopping": True, "n_iter_no_change": 100,
+              "random_state": 0}
+    plain = VAEDetector(**params).fit(blobs)
+    scaled = VAEDetector(**params).fit(blobs * 1000.0)
+    for detector in (plain, scaled):
+        last = detector.history_[-1]
+        # same quantity on other rows: within a factor, not off by sum(log scale_)
+        assert 0.5 < last["val_loss"] / last["loss"] < 2.0, last
+    # the network sees the same scaled data, so the curves do not change with the units
+    np.testing.assert_allclose([r["val_loss"] for r in plain.history_],
+                               [r["val_loss"] for r in scaled.history_], rtol=1e-3)
+    held_out = _validation_rows(plain, blobs)
+    model = plain.module_
+    x = torch.as_tensor(((held_out - plain.center_) / plain.scale_).astype(np.float32))
+    with torch.no_grad():
+        expected = model.validation_loss(x).mean()
+        elbo = model.score(x, "elbo") + model.log_unit_change  # beta=1: minus the ELBO
+    assert plain.history_[-1]["val_loss"] == pytest.approx(float(expected), rel=1e-5)
+    assert float(expected) == pytest.approx(-float(elbo.mean()), rel=1e-5)
+
+
+def test_aae_watches_reconstruction_plus_the_weighted_advantage(blobs):
+    detector = AAEDetector(latent_dim=2, max_iter=12, tol=0.0, n_iter_no_change=100,
+                           random_state=0).fit(blobs)
+    for record in detector.history_:
+        expected = record["reconstruction"] + 0.25 * record["discriminator_advantage"]
+        assert record["loss"] == pytest.approx(expected, rel=1e-5)
+    watched = [record["loss"] for record in detector.history_]
+    assert detector.best_epoch_ == 1 + int(np.argmin(watched))
+    reconstruction = [record["reconstruction"] for record in detector.history_]
+    assert detector.best_loss_ == pytest.approx(min(watched))
+    assert detector.best_loss_ != pytest.approx(min(reconstruction))
+
+
+def test_early_stopping_callback_stops_after_patience():
+    class Model(torch.nn.Module):
+        pass
+
+    trainer = type("T", (), {"model": Model(), "stop_training": False})()
+    stopping = EarlyStopping(tol=0.1, patience=2)
+    stopping.on_train_begin(trainer)
+    for epoch, loss in enumerate([1.0, 0.5, 0.45, 0.44], start=1):
+        stopping.on_epoch_end(trainer, {"epoch": epoch, "loss": loss})
+    assert stopping.best_epoch == 2 and stopping.best_loss == 0.5 and trainer.stop_training
+
+
+def test_batches_cover_every_row_once_and_merge_a_lone_last_row():
+    generator = torch.Generator().manual_seed(0)
+    batches = batch_indices(11, 5, generator)
+    assert [len(b) for b in batches] == [5, 6]
+    assert sorted(torch.cat(batches).tolist()) == list(range(11))
+
+
+def test_divergence_keeps_the_previous_fit(blobs):
+    detector = AEDetector(max_iter=3, random_state=0).fit(blobs)
+    before = detector.score_samples(blobs)
+    with pytest.raises(ValueError, match="diverged at epoch 1"):
+        detector.set_params(learning_rate_init=1e30).fit(blobs * 1e30)
+    np.testing.assert_array_equal(detector.score_samples(blobs), before)
+
+
+def test_fit_never_touches_global_generators(detector_class, blobs):
+    cpu = torch.random.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    detector_class(max_iter=3, random_state=0, noise=0.1).fit(blobs)
+    assert torch.equal(torch.random.get_rng_state(), cpu)
+    for before, after in zip(cuda, torch.cuda.get_rng_state_all()):
+        assert torch.equal(before, after)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_fit_on_either_device_leaves_every_cuda_generator_alone(detector_class, blobs):
+    cuda = torch.cuda.get_rng_state_all()
+    cpu = torch.random.get_rng_state()
+    for device in ("cpu", "cuda"):
+        detector_class(max_iter=2, random_state=0, device=device).fit(blobs)
+    assert torch.equal(torch.random.get_rng_state(), cpu)
+    assert all(torch.equal(a, b) for a, b in zip(cuda, torch.cuda.get_rng_state_all()))
+
+
+def test_scoring_from_another_thread_during_fit(blobs):
+    """A thread scoring while the detector refits sees the previous model, and the
+    refit is the same as an undisturbed one."""
+    params = {"max_iter": 25, "random_state": 0, "dropout": 0.2}
+    detector = AEDetector(**params).fit(blobs[:200])
+    previous = detector.score_samples(blobs)
+    undisturbed = AEDetector(**params).fit(blobs).score_samples(blobs)
+    seen, started, done = [], threading.Event(), threading.Event()
+
+    class Signal(Callback):
+        def on_epoch_end(self, trainer, record):
+            started.set()
+
+    def score_while_fitting():
+        started.wait(30)
+        while not done.is_set():
+            seen.append(detector.score_samples(blobs))
+
+    thread = threading.Thread(target=score_while_fitting)
+    thread.start()
+    detector.set_params(callbacks=[Signal()]).fit(blobs)
+    done.set()
+    thread.join(30)
+    assert seen, "the scoring thread never ran during the fit"
+    for scores in seen[:-1]:  # the last call may have started after the commit
+        np.testing.assert_array_equal(scores, previous)
+    np.testing.assert_array_equal(detector.score_samples(blobs), undisturbed)
+
+
+def test_trainer_trains_any_model_with_the_contract():
+    class Mean(torch.nn.Module):
+        """Learns the mean of its rows: the trainer knows nothing else about it."""
+
+        def __init__(self):
+            super().__init__()
+            self.mu = torch.nn.Parameter(torch.zeros(2))
+
+        def configure_optimizers(self, learning_rate, weight_decay):
+            return {"main": torch.optim.SGD(self.parameters(), lr=learning_rate)}
+
+        def training_step(self, inputs, target, y, optimizers, generator):
+            loss = (inputs - self.mu).pow(2).sum(dim=1).mean()
+            optimizers["main"].zero_grad()
+            loss.backward()
+            optimizers["main"].step()
+            return {"loss": loss.detach()}
+
+        def validation_loss(self, x):
+            return (x - self.mu).pow(2).sum(dim=1)
+
+    X = torch.randn(200, 2, generator=torch.Generator().manual_seed(0)) + 3.0
+    model = Mean()
+    history = Trainer(max_iter=30, batch_size=50, generator=torch.Generator().manual_seed(0),
+                      callbacks=[], chunk_rows=64).fit(
+        model, model.configure_optimizers(0.1, 0.0), X, X_val=X[:40])
+    assert len(history) == 30 and not model.training
+    np.testing.assert_allclose(model.mu.detach().numpy(), X.mean(dim=0).numpy(), atol=0.15)
+    assert history[-1]["val_loss"] < history[0]["val_loss"]
+    assert math.isfinite(history[-1]["loss"])
