@@ -22,25 +22,10 @@ from sklearn.base import (
     TransformerMixin,
     _fit_context,
 )
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from . import _data, _device, _structure
+from . import _data, _device, _fitting, _structure
 from ._params import SHARED_PARAMETERS, constraints
-from ._training import (
-    Corruption,
-    DivergenceGuard,
-    EarlyStopping,
-    EpochTimer,
-    ProgressBar,
-    Trainer,
-    call_hooks,
-)
-from .thresholds import contamination_offset
-
-#: Callbacks every fit runs after the detector's own ``callbacks`` (the switch of
-#: ``aedetect.tracking.autolog`` lives here).
-GLOBAL_CALLBACKS = []
 
 
 def _is_fitted_attribute(name):
@@ -82,84 +67,13 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         fitted = object.__new__(type(self))
         fitted.__dict__.update({key: value for key, value in self.__dict__.items()
                                 if not _is_fitted_attribute(key)})
-        scores = fitted._fit_fresh(X, y)
+        scores = _fitting.fit_fresh(fitted, X, y)
         state = {key: value for key, value in self.__dict__.items()
                  if not _is_fitted_attribute(key)}
         state.update({key: value for key, value in fitted.__dict__.items()
                       if _is_fitted_attribute(key)})
         self.__dict__ = state  # one step: other threads see the old or the new fit
         return scores
-
-    def _fit_fresh(self, X, y):
-        """Fit this fresh copy; the callbacks see it from start to end."""
-        rows, sample_shape = _data.validate_samples(self, X, reset=True)
-        y = self._validate_target(y, rows.shape[0])
-        self.__dict__.update(_structure.resolve(self, *rows.shape, sample_shape))
-        self._check_fit_params(rows.shape[0])
-        self.device_ = _device.resolve_device(self.device)
-        callbacks = [*(self.callbacks or []), *GLOBAL_CALLBACKS]
-        call_hooks(callbacks, "on_fit_begin", self, rows)
-        error = None
-        try:
-            return self._train_and_calibrate(rows, y, callbacks)
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            call_hooks(callbacks, "on_fit_end", self, error)
-
-    def _train_and_calibrate(self, rows, y, callbacks):
-        rng = check_random_state(self.random_state)
-        seed = int(rng.randint(np.iinfo(np.int32).max))
-        scaling = _data.Scaling.fit(rows, self._scaling_rule)
-        self.center_, self.scale_ = scaling.center, scaling.scale
-        self._check_rows(rows)
-        scaled = scaling.transform(rows, self.input_shape_)
-        train, val = self._split(rows.shape[0], rng)
-        device = self.device_
-        X_train = torch.as_tensor(scaled[train], device=device)
-        X_val = None if val is None else torch.as_tensor(scaled[val], device=device)
-        y_train = None if y is None else torch.as_tensor(y[train], device=device)
-        model, cpu_state = _device.build_seeded(self._build_model, seed)
-        model = model.to(device)
-        stopping = EarlyStopping(self.tol, self.n_iter_no_change)
-        progress = [ProgressBar(type(self).__name__)] if self.verbose else []
-        trainer = Trainer(
-            max_iter=self.max_iter, batch_size=self.batch_size,
-            generator=_device.training_generator(device, seed, cpu_state),
-            callbacks=[EpochTimer(), DivergenceGuard(), stopping, *progress, *callbacks],
-            chunk_rows=self._chunk_rows(model), corruption=self._corruption(X_train),
-            estimator=self)
-        trainer.fit(model, model.configure_optimizers(self.learning_rate_init,
-                                                      self.weight_decay),
-                    X_train, y_train, X_val)
-        self.history_, self.n_iter_ = trainer.history, len(trainer.history)
-        self.loss_curve_ = [record["loss"] for record in trainer.history]
-        self.best_loss_, self.best_epoch_ = float(stopping.best_loss), stopping.best_epoch
-        self.module_ = model  # in eval mode from here on: scoring never changes it
-        model.calibrate(_TrainingRows(scaled, device, self._chunk_rows(model)), rng,
-                        self.score_type)
-        scores = self._score_rows(rows, exclude_self=True)
-        self.offset_ = contamination_offset(scores, self.contamination)
-        self.score_type_ = self.score_type
-        return scores
-
-    def _split(self, n_samples, rng):
-        if not self.early_stopping:
-            return np.arange(n_samples), None
-        perm = rng.permutation(n_samples)
-        n_val = min(max(1, int(round(self.validation_fraction * n_samples))), n_samples - 2)
-        return np.sort(perm[n_val:]), np.sort(perm[:n_val])
-
-    def _corruption(self, X_train):
-        """Denoising corruption of the inputs, or ``None``: clipped per feature, or over
-        all pixels for images scaled alike everywhere (``'auto'`` for conv, or ``None``),
-        so a pixel that is always dark in training still gets noise."""
-        if not self.noise:
-            return None
-        one_range = (len(self.input_shape_) == 3
-                     and self._scaling_rule in ("global_minmax", None))
-        return Corruption.fit(X_train, self.noise, self.noise_type, one_range)
 
     # ------------------------------------------------- hooks of the detectors
     def _build_model(self):
@@ -381,22 +295,6 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
             state = {key: _device.to_device(value, target) for key, value in state.items()}
             state["device_"] = target
         super().__setstate__(state)
-
-
-class _TrainingRows:
-    """``apply(function, index=None)`` of a model's ``calibrate``: ``function`` of the
-    scaled training rows (or the rows ``index``) on the device, chunk by chunk."""
-
-    def __init__(self, scaled, device, chunk):
-        self.scaled, self.device, self.chunk = scaled, device, chunk
-        self.n_rows = scaled.shape[0]
-
-    def __call__(self, function, index=None):
-        rows = self.scaled if index is None else self.scaled[index]
-        return _data.map_chunks(
-            function, rows.shape[0], self.chunk,
-            lambda start, stop: torch.from_numpy(np.ascontiguousarray(rows[start:stop]))
-            .to(self.device))
 
 
 def _labels(decision):

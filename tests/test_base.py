@@ -18,6 +18,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from aedetect import AEDetector
+from aedetect._fitting import corruption
 from aedetect._training import Callback
 from aedetect._device import resolve_device
 
@@ -187,19 +188,19 @@ def test_denoising_noise_is_clipped_and_training_only(blobs):
     detector = AEDetector(noise=0.3, **FAST).fit(X)
     np.testing.assert_array_equal(detector.score_samples(X), detector.score_samples(X))
     target = torch.as_tensor(((X - detector.center_) / detector.scale_).astype(np.float32))
-    corruption = detector._corruption(target)
+    corrupt = corruption(detector, target)
     # dense rows: each feature is clipped to its own training range
-    np.testing.assert_array_equal(corruption.low, target.amin(dim=0))
-    np.testing.assert_array_equal(corruption.high, target.amax(dim=0))
-    noisy = corruption(target, torch.Generator().manual_seed(0))
+    np.testing.assert_array_equal(corrupt.low, target.amin(dim=0))
+    np.testing.assert_array_equal(corrupt.high, target.amax(dim=0))
+    noisy = corrupt(target, torch.Generator().manual_seed(0))
     assert not torch.equal(noisy, target)
     assert torch.all(noisy <= target.amax(dim=0)) and torch.all(noisy >= target.amin(dim=0))
     assert float((noisy - target).abs().max()) > 0.3
     masked = AEDetector(noise=0.5, noise_type="mask", **FAST)
     masked.input_shape_ = detector.input_shape_
-    zeroed = (masked._corruption(target)(target, torch.Generator().manual_seed(0)) == 0)
+    zeroed = (corruption(masked, target)(target, torch.Generator().manual_seed(0)) == 0)
     assert 0.4 < zeroed.float().mean().item() < 0.6
-    assert AEDetector()._corruption(target) is None
+    assert corruption(AEDetector(), target) is None
 
 
 def test_callbacks_see_every_epoch(blobs):

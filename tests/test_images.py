@@ -15,6 +15,7 @@ from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from aedetect import AEDetector
+from aedetect._fitting import corruption
 from aedetect.networks import ConvDecoder, ConvEncoder, conv_feature_sizes
 from conftest import DETECTORS
 
@@ -160,12 +161,12 @@ def test_corruption_stays_in_the_pixel_range():
     detector = AEDetector(**{**SMALL, "noise": 0.5}).fit(IMAGES[:100])
     rows = (IMAGES[100:200].reshape(100, -1) - detector.center_) / detector.scale_
     x = torch.as_tensor(rows.reshape(100, 1, 8, 8).astype(np.float32))
-    corruption = detector._corruption(x)
+    corrupt = corruption(detector, x)
     # images scaled alike everywhere: one range for every pixel, so a pixel that is
     # always dark in training still gets noise
-    assert corruption.low.dim() == 0 and float(corruption.high) == float(x.max())
-    noisy = corruption(x, torch.Generator().manual_seed(0))
-    masking = detector.set_params(noise_type="mask", noise=0.25)._corruption(x)(
+    assert corrupt.low.dim() == 0 and float(corrupt.high) == float(x.max())
+    noisy = corrupt(x, torch.Generator().manual_seed(0))
+    masking = corruption(detector.set_params(noise_type="mask", noise=0.25), x)(
         torch.ones_like(x), torch.Generator().manual_seed(0))
     assert float(noisy.min()) == 0.0 and float(noisy.max()) == 1.0
     always_dark = (x == 0).all(dim=0)

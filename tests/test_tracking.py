@@ -27,7 +27,7 @@ import torch
 from sklearn.base import clone
 
 from aedetect import AEDetector, tracking
-from aedetect._base import GLOBAL_CALLBACKS
+from aedetect._fitting import GLOBAL_CALLBACKS
 from aedetect.plots import plot_loss_curves, plot_score_histogram
 from aedetect.tracking._flavor import _PYFUNC_CODE as PYFUNC_CODE
 

@@ -11,6 +11,7 @@ import torch
 from sklearn.utils import check_random_state
 
 from aedetect import AAEDetector, AEDetector, VAEDetector
+from aedetect._fitting import validation_split
 from aedetect._training import Callback, EarlyStopping, Trainer, batch_indices
 
 
@@ -89,7 +90,7 @@ def _validation_rows(detector, X):
     """The rows fit held out: the same draws of ``random_state`` as ``fit``."""
     rng = check_random_state(detector.random_state)
     rng.randint(np.iinfo(np.int32).max)
-    return X[detector._split(X.shape[0], rng)[1]]
+    return X[validation_split(detector, X.shape[0], rng)[1]]
 
 
 def test_validation_loss_is_the_held_out_error_lower_is_better(blobs):

@@ -4,7 +4,7 @@ import sys
 import time
 import warnings
 
-from .. import _base
+from .. import _fitting
 from .._training import Callback
 from ._store import TrackingWarning, _http_limits, get_experiment_id, get_tracking_uri
 
@@ -353,13 +353,13 @@ class _Autolog(Callback):
 
 
 def _installed_autolog():
-    return next((c for c in _base.GLOBAL_CALLBACKS if isinstance(c, _Autolog)), None)
+    return next((c for c in _fitting.GLOBAL_CALLBACKS if isinstance(c, _Autolog)), None)
 
 
 def _install_autolog(autolog_callback):
-    _base.GLOBAL_CALLBACKS[:] = [c for c in _base.GLOBAL_CALLBACKS if not isinstance(c, _Autolog)]
+    _fitting.GLOBAL_CALLBACKS[:] = [c for c in _fitting.GLOBAL_CALLBACKS if not isinstance(c, _Autolog)]
     if autolog_callback is not None:
-        _base.GLOBAL_CALLBACKS.append(autolog_callback)
+        _fitting.GLOBAL_CALLBACKS.append(autolog_callback)
 
 
 class autolog:  # noqa: N801 - a function-like switch, as mlflow.sklearn.autolog

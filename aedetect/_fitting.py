@@ -1,0 +1,122 @@
+"""One fit of a detector: validated data -> scaling -> model -> trainer -> calibration
+-> threshold.
+
+:func:`fit_fresh` runs on a fresh copy of the detector (see
+``BaseAutoencoderDetector._fit_and_score``), so it sets fitted attributes freely; the
+copy replaces the detector's fitted state only when the whole fit succeeded. The
+detector contributes its model (``_build_model``) and its checks; the model its losses,
+step and calibration; the trainer the loop.
+"""
+
+import numpy as np
+import torch
+from sklearn.utils import check_random_state
+
+from . import _data, _device, _structure
+from ._training import (
+    Corruption,
+    DivergenceGuard,
+    EarlyStopping,
+    EpochTimer,
+    ProgressBar,
+    Trainer,
+    call_hooks,
+)
+from .thresholds import contamination_offset
+
+#: Callbacks every fit runs after the detector's own ``callbacks`` (the switch of
+#: ``aedetect.tracking.autolog`` lives here).
+GLOBAL_CALLBACKS = []
+
+
+def fit_fresh(detector, X, y):
+    """Fit ``detector``, a fresh copy; its callbacks see that copy from start to end.
+    Returns the training scores that set ``offset_``."""
+    rows, sample_shape = _data.validate_samples(detector, X, reset=True)
+    y = detector._validate_target(y, rows.shape[0])
+    detector.__dict__.update(_structure.resolve(detector, *rows.shape, sample_shape))
+    detector._check_fit_params(rows.shape[0])
+    detector.device_ = _device.resolve_device(detector.device)
+    callbacks = [*(detector.callbacks or []), *GLOBAL_CALLBACKS]
+    call_hooks(callbacks, "on_fit_begin", detector, rows)
+    error = None
+    try:
+        return _train_and_calibrate(detector, rows, y, callbacks)
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        call_hooks(callbacks, "on_fit_end", detector, error)
+
+
+def _train_and_calibrate(detector, rows, y, callbacks):
+    rng = check_random_state(detector.random_state)
+    seed = int(rng.randint(np.iinfo(np.int32).max))
+    scaling = _data.Scaling.fit(rows, detector._scaling_rule)
+    detector.center_, detector.scale_ = scaling.center, scaling.scale
+    detector._check_rows(rows)
+    scaled = scaling.transform(rows, detector.input_shape_)
+    train, val = validation_split(detector, rows.shape[0], rng)
+    device = detector.device_
+    X_train = torch.as_tensor(scaled[train], device=device)
+    X_val = None if val is None else torch.as_tensor(scaled[val], device=device)
+    y_train = None if y is None else torch.as_tensor(y[train], device=device)
+    model, cpu_state = _device.build_seeded(detector._build_model, seed)
+    model = model.to(device)
+    stopping = EarlyStopping(detector.tol, detector.n_iter_no_change)
+    progress = [ProgressBar(type(detector).__name__)] if detector.verbose else []
+    trainer = Trainer(
+        max_iter=detector.max_iter, batch_size=detector.batch_size,
+        generator=_device.training_generator(device, seed, cpu_state),
+        callbacks=[EpochTimer(), DivergenceGuard(), stopping, *progress, *callbacks],
+        chunk_rows=detector._chunk_rows(model), corruption=corruption(detector, X_train),
+        estimator=detector)
+    trainer.fit(model, model.configure_optimizers(detector.learning_rate_init,
+                                                  detector.weight_decay),
+                X_train, y_train, X_val)
+    detector.history_, detector.n_iter_ = trainer.history, len(trainer.history)
+    detector.loss_curve_ = [record["loss"] for record in trainer.history]
+    detector.best_loss_, detector.best_epoch_ = float(stopping.best_loss), stopping.best_epoch
+    detector.module_ = model  # in eval mode from here on: scoring never changes it
+    model.calibrate(TrainingRows(scaled, device, detector._chunk_rows(model)), rng,
+                    detector.score_type)
+    scores = detector._score_rows(rows, exclude_self=True)
+    detector.offset_ = contamination_offset(scores, detector.contamination)
+    detector.score_type_ = detector.score_type
+    return scores
+
+
+def validation_split(detector, n_samples, rng):
+    """``(train, validation)`` row indices; no validation rows without early stopping."""
+    if not detector.early_stopping:
+        return np.arange(n_samples), None
+    perm = rng.permutation(n_samples)
+    n_val = min(max(1, int(round(detector.validation_fraction * n_samples))), n_samples - 2)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def corruption(detector, X_train):
+    """Denoising corruption of the inputs, or ``None``: clipped per feature, or over
+    all pixels for images scaled alike everywhere (``'auto'`` for conv, or ``None``),
+    so a pixel that is always dark in training still gets noise."""
+    if not detector.noise:
+        return None
+    one_range = (len(detector.input_shape_) == 3
+                 and detector._scaling_rule in ("global_minmax", None))
+    return Corruption.fit(X_train, detector.noise, detector.noise_type, one_range)
+
+
+class TrainingRows:
+    """``apply(function, index=None)`` of a model's ``calibrate``: ``function`` of the
+    scaled training rows (or the rows ``index``) on the device, chunk by chunk."""
+
+    def __init__(self, scaled, device, chunk):
+        self.scaled, self.device, self.chunk = scaled, device, chunk
+        self.n_rows = scaled.shape[0]
+
+    def __call__(self, function, index=None):
+        rows = self.scaled if index is None else self.scaled[index]
+        return _data.map_chunks(
+            function, rows.shape[0], self.chunk,
+            lambda start, stop: torch.from_numpy(np.ascontiguousarray(rows[start:stop]))
+            .to(self.device))
