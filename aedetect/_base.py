@@ -26,10 +26,13 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _data, _device, _fitting, _structure
 from ._params import SHARED_PARAMETERS, constraints
+from .thresholds import labels_from_decision
 
 
-def _is_fitted_attribute(name):
-    return name.endswith("_") and not name.startswith("__")
+def _state(estimator, fitted):
+    """The fitted attributes (names ending in ``_``) of ``estimator``, or the rest."""
+    return {name: value for name, value in vars(estimator).items()
+            if (name.endswith("_") and not name.startswith("__")) == fitted}
 
 
 class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin,
@@ -65,14 +68,10 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
     def _fit_and_score(self, X, y):
         """``fit``; returns the training scores that set ``offset_``."""
         fitted = object.__new__(type(self))
-        fitted.__dict__.update({key: value for key, value in self.__dict__.items()
-                                if not _is_fitted_attribute(key)})
+        fitted.__dict__.update(_state(self, fitted=False))
         scores = _fitting.fit_fresh(fitted, X, y)
-        state = {key: value for key, value in self.__dict__.items()
-                 if not _is_fitted_attribute(key)}
-        state.update({key: value for key, value in fitted.__dict__.items()
-                      if _is_fitted_attribute(key)})
-        self.__dict__ = state  # one step: other threads see the old or the new fit
+        # one step: other threads see the old or the new fit, never a mix
+        self.__dict__ = {**_state(self, fitted=False), **_state(fitted, fitted=True)}
         return scores
 
     # ------------------------------------------------- hooks of the detectors
@@ -185,7 +184,7 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         -------
         labels : ndarray of shape (n_samples,), values in {-1, +1}
         """
-        return _labels(self.decision_function(X))
+        return labels_from_decision(self.decision_function(X))
 
     def fit_predict(self, X, y=None):
         """Fit on ``X``, then label its samples: +1 for inliers, -1 for outliers.
@@ -208,7 +207,7 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         -------
         labels : ndarray of shape (n_samples,), values in {-1, +1}
         """
-        return _labels(self._fit_and_score(X, y) - self.offset_)
+        return labels_from_decision(self._fit_and_score(X, y) - self.offset_)
 
     def transform(self, X):
         """Latent code of each row (the posterior mean for the VAE).
@@ -296,9 +295,3 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
             state["device_"] = target
         super().__setstate__(state)
 
-
-def _labels(decision):
-    """+1 where ``decision >= 0`` (inliers), -1 where it is negative (outliers)."""
-    labels = np.ones(decision.shape[0], dtype=int)
-    labels[decision < 0] = -1
-    return labels

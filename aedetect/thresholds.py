@@ -20,6 +20,13 @@ MAD_TO_SIGMA = 1.4826
 AUTO_N_SIGMA = 3.0
 
 
+def labels_from_decision(decision):
+    """+1 where ``decision >= 0`` (inliers), -1 where it is negative (outliers)."""
+    labels = np.ones(decision.shape[0], dtype=int)
+    labels[decision < 0] = -1
+    return labels
+
+
 def auto_offset(scores):
     """Offset of the ``'auto'`` rule: ``median - 3 * 1.4826 * MAD`` of ``scores``.
 
