@@ -198,7 +198,7 @@ def _scorer(detector, input_dtype):
             "appropriate arguments before exporting it.")
     if input_dtype not in _INPUT_DTYPES:
         raise ValueError(f"input_dtype must be one of {sorted(_INPUT_DTYPES)}, got {input_dtype!r}.")
-    model = copy.deepcopy(detector.module_).to("cpu").eval()
+    model = copy.deepcopy(detector.module_).to("cpu").eval().requires_grad_(False)
     return DetectorScorer(model, detector.center_, detector.scale_, detector.input_shape_,
                           detector.score_type, input_dtype).eval()
 
