@@ -115,14 +115,20 @@ SHARED_PARAMETERS_DOC = """\
     verbose : int, default=0
         Show a progress bar of the epochs with the losses.
 
-    callbacks : list, default=None
-        Objects with any of the methods ``on_fit_begin(detector, X)``,
-        ``on_epoch_end(detector, record)`` and ``on_fit_end(detector, error)``."""
+    callbacks : list of aedetect.Callback, default=None
+        Called at every hook of the fit (see :class:`aedetect.Callback`): around the
+        fit (``on_fit_begin``, ``on_fit_end``), the training loop, each epoch and each
+        batch. Early stopping, the progress bar and MLflow logging use the same
+        protocol."""
 
 #: numpydoc text of the fitted attributes every detector shares.
 SHARED_ATTRIBUTES_DOC = """\
     offset_ : float
         Threshold on ``score_samples``: ``decision_function = score_samples - offset_``.
+
+    score_type_ : str
+        The ``score_type`` that ``offset_`` was set for; ``predict`` and
+        ``decision_function`` raise when ``score_type`` has been changed since.
 
     n_features_in_ : int
         Number of values per sample seen during ``fit``: the columns of 2-D ``X``,
@@ -135,8 +141,10 @@ SHARED_ATTRIBUTES_DOC = """\
     device_ : torch.device
         The device the model lives on.
 
-    module_ : torch.nn.Module
-        The trained network.
+    module_ : aedetect.models.DetectorModel
+        The trained model, in eval mode: its losses, its score and, as buffers, its
+        calibration. With ``center_`` and ``scale_`` it is the whole fitted scorer
+        (what saving, the MLflow pyfunc and :mod:`aedetect.export` read).
 
     center_, scale_ : ndarray of shape (n_features_in_,)
         The learned scaling: the network sees ``(X - center_) / scale_``.

@@ -95,8 +95,9 @@ default='normal'
         neighbours ``4 * prior_scale`` apart (on a line when ``d = 1``). A
         ``Distribution`` must have ``batch_shape ()`` and ``event_shape
         (latent_dim,)``; with ``latent_dim=None`` its size sets ``latent_dim_``.
-        It is sampled with torch's default generator, which ``fit`` seeds from
-        ``random_state``.
+        ``torch.distributions`` sample from torch's global generator of their
+        device: each draw seeds it from the fit's own generator (``random_state``)
+        and restores it afterwards.
 
     prior_scale : float, default=1.0
         Scale of the built-in priors (see ``prior``); ignored for a
@@ -112,7 +113,9 @@ default='normal'
 
     score_type : {'combined', 'reconstruction', 'latent'}, default='combined'
         What ``score_samples`` measures (see above). It can be changed after
-        ``fit`` with ``set_params``.
+        ``fit`` with ``set_params`` for ``score_samples``; ``predict`` and
+        ``decision_function`` then raise until the detector is refitted (``offset_``
+        belongs to the fitted score type).
 
     discriminator_layer_sizes : tuple of int, default=(64, 64)
         Hidden widths of the discriminator (leaky ReLU, no batch norm).

@@ -71,8 +71,8 @@ class AEDetector(LatentNeighbourAttributes, BaseAutoencoderDetector):
         latent scores need the training codes, kept by ``fit`` only for them: a
         detector fitted with ``'reconstruction'`` must be refitted to use them.
         Training (and early stopping) watch the reconstruction error whatever the
-        choice. ``offset_`` is set in ``fit``: refit after changing it if you use
-        ``predict`` or ``decision_function``.
+        choice. ``offset_`` is set in ``fit`` for this choice: after changing it,
+        ``predict`` and ``decision_function`` raise until the detector is refitted.
 
 {neighbour_parameter}
 

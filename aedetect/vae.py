@@ -60,7 +60,8 @@ class VAEDetector(LatentNeighbourAttributes, BaseAutoencoderDetector):
 
     ``history_`` records per epoch ``reconstruction`` (minus E_q[log p(x|z)]),
     ``kl`` and ``loss = reconstruction + beta * kl``, in nats per row of the scaled
-    data the network sees.
+    data the network sees; with ``early_stopping`` ``val_loss`` is the same quantity
+    on the held-out rows, with the draws of the noise bank (no change of units).
 
     Parameters
     ----------
@@ -107,9 +108,10 @@ class VAEDetector(LatentNeighbourAttributes, BaseAutoencoderDetector):
           separates similar classes better than the likelihood (see the README's
           image benchmark). ``fit`` keeps the training codes only for this choice.
 
-        It is read when scoring, but ``offset_`` is set in ``fit``: refit after
-        changing it if you use ``predict`` or ``decision_function``. Training (and
-        early stopping) watch the ELBO whatever the choice.
+        It is read when scoring, but ``offset_`` is set in ``fit`` for the fitted
+        choice: after changing it, ``predict`` and ``decision_function`` raise until
+        the detector is refitted. Training (and early stopping) watch the ELBO
+        whatever the choice.
 
 {neighbour_parameter}
 
