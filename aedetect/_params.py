@@ -72,7 +72,11 @@ def make_init(parameters):
     names = [parameter.name for parameter in parameters]
     defaults = {parameter.name: parameter.default for parameter in parameters}
 
-    def __init__(self, **kwargs):
+    def __init__(self, *args, **kwargs):
+        if args:
+            raise TypeError(f"{type(self).__name__} takes keyword arguments only, as every "
+                            f"scikit-learn estimator: {type(self).__name__}({names[1]}=...), "
+                            f"not {type(self).__name__}({args[0]!r}).")
         unknown = sorted(set(kwargs) - set(names))
         if unknown:
             raise TypeError(f"{type(self).__name__}.__init__() got unexpected keyword "

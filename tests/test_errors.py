@@ -100,3 +100,10 @@ def test_divergence_stops_with_clear_error_and_keeps_state():
         detector.fit(huge)
     np.testing.assert_array_equal(detector.score_samples(X_GOOD), before)
     assert not hasattr(detector, "_optimizers")
+
+
+def test_constructor_takes_known_keywords_only():
+    with pytest.raises(TypeError, match="keyword arguments only"):
+        AEDetector(3)
+    with pytest.raises(TypeError, match="unexpected keyword argument.*'latnt_dim'.*latent_dim"):
+        AEDetector(latnt_dim=3)
