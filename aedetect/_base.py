@@ -106,8 +106,10 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         """``function`` of the scaled tensors of chunks of ``rows``, as float64 numpy."""
         scaling = _data.Scaling(self.center_, self.scale_)
 
+        names = getattr(self, "feature_names_in_", None)
+
         def load(start, stop):
-            scaled = scaling.transform(rows[start:stop], self.input_shape_)
+            scaled = scaling.transform(rows[start:stop], self.input_shape_, start, names)
             return torch.from_numpy(np.ascontiguousarray(scaled)).to(self.device_)
 
         return _data.map_chunks(function, rows.shape[0], chunk or self._chunk_rows(), load,
@@ -117,7 +119,8 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         """Scores of validated, unscaled rows (no validation: ``fit`` reuses it)."""
         self._check_rows(rows)
         model, score_type = self.module_, self.score_type
-        return self._inference(lambda x: model.score(x, score_type, exclude_self), rows)
+        scores = self._inference(lambda x: model.score(x, score_type, exclude_self), rows)
+        return _data.check_scores(scores)
 
     def _decode(self, function, codes):
         """Rows in the user's units from ``function`` of chunks of ``codes`` (a float32

@@ -200,14 +200,46 @@ class Scaling:
         scale[~(scale > 1e-12)] = 1.0
         return cls(center, scale)
 
-    def transform(self, X, input_shape):
-        """Scaled float32 array shaped ``(n, *input_shape)``."""
-        scaled = ((X - self.center) / self.scale).astype(np.float32, copy=False)
+    def transform(self, X, input_shape, start=0, feature_names=None):
+        """Scaled float32 array shaped ``(n, *input_shape)``.
+
+        The network computes in float32: a value that does not fit there after scaling
+        raises a ``ValueError`` naming its row (counted from ``start``) and column
+        (by name when ``feature_names`` are given).
+        """
+        with np.errstate(over="ignore", invalid="ignore"):
+            scaled = ((X - self.center) / self.scale).astype(np.float32, copy=False)
+        if not np.isfinite(scaled).all():
+            _raise_out_of_float32(X, scaled, start, feature_names)
         return scaled.reshape(-1, *input_shape)
 
     def inverse(self, rows):
         """Scaled rows (flattened samples) back in the units of ``X``."""
         return rows * self.scale + self.center
+
+
+def _raise_out_of_float32(X, scaled, start, feature_names):
+    bad = np.argwhere(~np.isfinite(scaled))
+    row, column = (int(i) for i in bad[0])
+    name = repr(str(feature_names[column])) if feature_names is not None else column
+    raise ValueError(
+        f"X[{start + row}, {name}] = {X[row, column]:.4g} does not fit in float32 after "
+        f"scaling (it becomes {scaled[row, column]}; float32 holds magnitudes up to about "
+        f"3.4e38), and the network computes in float32 ({len(bad)} such value(s) in these "
+        "rows). Clip, rescale or log-transform such values before fitting or scoring.")
+
+
+def check_scores(scores, start=0):
+    """Scores must be finite: a row that cannot be scored is neither an inlier nor an
+    outlier, so it raises a ``ValueError`` naming the rows (never a NaN label)."""
+    bad = np.flatnonzero(~np.isfinite(scores))
+    if bad.size:
+        rows = ", ".join(str(start + i) for i in bad[:10]) + (" ..." if bad.size > 10 else "")
+        raise ValueError(
+            f"{bad.size} row(s) cannot be scored: their score is not finite (rows {rows}); "
+            "their values, although within float32's range, overflow inside the network. "
+            "Clip or rescale extreme values before scoring (or refit on data of that scale).")
+    return scores
 
 
 # ---------------------------------------------------------------------- chunks

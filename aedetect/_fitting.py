@@ -55,7 +55,8 @@ def _train_and_calibrate(detector, rows, y, callbacks):
     scaling = _data.Scaling.fit(rows, detector._scaling_rule)
     detector.center_, detector.scale_ = scaling.center, scaling.scale
     detector._check_rows(rows)
-    scaled = scaling.transform(rows, detector.input_shape_)
+    scaled = scaling.transform(rows, detector.input_shape_,
+                               feature_names=getattr(detector, "feature_names_in_", None))
     train, val = validation_split(detector, rows.shape[0], rng)
     device = detector.device_
     X_train = torch.as_tensor(scaled[train], device=device)

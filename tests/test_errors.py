@@ -107,3 +107,36 @@ def test_constructor_takes_known_keywords_only():
         AEDetector(3)
     with pytest.raises(TypeError, match="unexpected keyword argument.*'latnt_dim'.*latent_dim"):
         AEDetector(latnt_dim=3)
+
+
+def _with_cell(value, row=7, column=2):
+    X = X_GOOD.copy()
+    X[row, column] = value
+    return X
+
+
+@pytest.mark.parametrize("method", ["score_samples", "decision_function", "predict",
+                                    "transform", "reconstruct"])
+def test_values_beyond_float32_are_refused_by_row_and_column(fitted, method):
+    before = fitted.score_samples(X_GOOD)
+    with pytest.raises(ValueError, match=r"X\[7, 2\] = 1e\+39 does not fit in float32"):
+        getattr(fitted, method)(_with_cell(1e39))
+    frame = pd.DataFrame(_with_cell(-1e39), columns=list("abcde"))
+    named = AEDetector(max_iter=2, random_state=0).fit(frame.iloc[10:])
+    with pytest.raises(ValueError, match=r"X\[7, 'c'\] = -1e\+39"):
+        getattr(named, method)(frame)
+    np.testing.assert_array_equal(fitted.score_samples(X_GOOD), before)
+
+
+@pytest.mark.parametrize("method", ["score_samples", "decision_function", "predict"])
+def test_a_score_that_cannot_be_computed_is_never_an_inlier(fitted, method):
+    # 1e30 fits in float32 but its squared error overflows: no NaN, no label, an error
+    with pytest.raises(ValueError, match=r"1 row\(s\) cannot be scored.*rows 7\)"):
+        getattr(fitted, method)(_with_cell(1e30))
+
+
+def test_fit_refuses_values_beyond_float32(fitted):
+    before = fitted.score_samples(X_GOOD)
+    with pytest.raises(ValueError, match=r"X\[7, 2\] = 1e\+39 does not fit in float32"):
+        fitted.fit(_with_cell(1e39))
+    np.testing.assert_array_equal(fitted.score_samples(X_GOOD), before)

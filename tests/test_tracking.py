@@ -307,6 +307,13 @@ def test_pyfunc_returns_scores_decisions_and_labels(tmp_path):
     bad.iloc[0, 0] = np.nan
     with pytest.raises(MlflowException, match="NaN"):
         model.predict(bad)
+    # a value that cannot be scored is refused (as by predict), never labelled or NaN
+    bad.iloc[0, 0] = 1e39
+    with pytest.raises(MlflowException, match=r"X\[0, 'f0'\] = 1e\+39 does not fit in float32"):
+        model.predict(bad)
+    bad.iloc[0, 0] = 1e30
+    with pytest.raises(MlflowException, match="cannot be scored"):
+        model.predict(bad, params={"output": "label"})
     with pytest.raises(MlflowException):
         model.predict(X.drop(columns="f0"))
 
