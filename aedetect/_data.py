@@ -53,6 +53,11 @@ def split_image_input(X):
         raise ValueError(
             f"Expected 2D rows, (n_samples, height, width) or (n_samples, channels, height, "
             f"width) images, got an array of shape {tuple(shape)}. Reshape X to one of these.")
+    if len(shape) == 4 and shape[-1] in (1, 3, 4) and shape[1] not in (1, 3, 4):
+        raise ValueError(
+            f"X has shape {tuple(shape)}: channels-last images (n_samples, height, width, "
+            "channels), it seems, but aedetect takes images channels first, as PyTorch does: "
+            "pass X.transpose(0, 3, 1, 2), of shape (n_samples, channels, height, width).")
     rows = np.asarray(X).reshape(shape[0], math.prod(shape[1:]))
     return rows, tuple(int(side) for side in shape[1:])
 

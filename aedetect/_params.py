@@ -17,6 +17,17 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from . import networks
 
 
+class Int(Interval):
+    """An int in a range, as ``Interval(Integral, ...)``, but not a bool (``True`` is an
+    ``Integral`` in Python, and ``batch_size=True`` is a mistake, not a batch of 1)."""
+
+    def __init__(self, left, right, *, closed):
+        super().__init__(Integral, left, right, closed=closed)
+
+    def is_satisfied_by(self, val):
+        return not isinstance(val, bool) and super().is_satisfied_by(val)
+
+
 @dataclass(frozen=True)
 class Parameter:
     name: str
@@ -26,7 +37,7 @@ class Parameter:
 
 SHARED_PARAMETERS = (
     Parameter("hidden_layer_sizes", None, ["array-like", None]),
-    Parameter("latent_dim", None, [Interval(Integral, 1, None, closed="left"), None]),
+    Parameter("latent_dim", None, [Int(1, None, closed="left"), None]),
     Parameter("activation", "relu", [StrOptions(set(networks.ACTIVATIONS))]),
     Parameter("dropout", "auto", [Interval(Real, 0, 1, closed="left"), StrOptions({"auto"})]),
     Parameter("batch_norm", "auto", ["boolean", StrOptions({"auto"})]),
@@ -36,14 +47,14 @@ SHARED_PARAMETERS = (
     Parameter("scaling", "auto", [StrOptions({"auto", "robust", "standard", "minmax"}), None]),
     Parameter("noise", None, [Interval(Real, 0, None, closed="left"), None]),
     Parameter("noise_type", "gaussian", [StrOptions({"gaussian", "mask"})]),
-    Parameter("batch_size", 256, [Interval(Integral, 1, None, closed="left")]),
+    Parameter("batch_size", 256, [Int(1, None, closed="left")]),
     Parameter("learning_rate_init", 1e-3, [Interval(Real, 0, None, closed="neither")]),
     Parameter("weight_decay", 0.0, [Interval(Real, 0, None, closed="left")]),
     Parameter("trim_fraction", 0.1, [Interval(Real, 0, 0.5, closed="left")]),
-    Parameter("max_iter", 100, [Interval(Integral, 1, None, closed="left")]),
+    Parameter("max_iter", 100, [Int(1, None, closed="left")]),
     Parameter("early_stopping", False, ["boolean"]),
     Parameter("validation_fraction", 0.1, [Interval(Real, 0, 1, closed="neither")]),
-    Parameter("n_iter_no_change", 10, [Interval(Integral, 1, None, closed="left")]),
+    Parameter("n_iter_no_change", 10, [Int(1, None, closed="left")]),
     Parameter("tol", 1e-4, [Interval(Real, 0, None, closed="left")]),
     Parameter("contamination", "auto",
               [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")]),
@@ -54,7 +65,7 @@ SHARED_PARAMETERS = (
 )
 
 #: ``n_neighbors`` of the detectors with latent neighbour scores.
-N_NEIGHBORS = Parameter("n_neighbors", 5, [Interval(Integral, 1, None, closed="left")])
+N_NEIGHBORS = Parameter("n_neighbors", 5, [Int(1, None, closed="left")])
 
 
 def constraints(parameters):

@@ -5,6 +5,7 @@ values (``input_shape_``, ``hidden_layer_sizes_``, ``latent_dim_``) and build th
 encoder and decoder of :mod:`aedetect.networks` every detector uses.
 """
 
+import warnings
 from numbers import Integral
 
 import numpy as np
@@ -39,20 +40,39 @@ def resolve(estimator, n_samples, n_features, sample_shape):
     if estimator.early_stopping and n_samples < 3:
         raise ValueError("early_stopping=True needs at least 3 samples (2 to train, 1 to "
                          f"validate), got n_samples={n_samples}.")
+    if estimator.batch_size < 2 and network_options(estimator)["batch_norm"]:
+        raise ValueError(
+            f"batch_size={estimator.batch_size} cannot train with batch normalization, which "
+            "needs at least 2 rows per batch (batch_norm='auto' turns it on for the dense "
+            "architecture). Use batch_size >= 2, or batch_norm=False.")
+    if estimator.latent_dim is not None and estimator.latent_dim >= n_features:
+        warnings.warn(
+            f"latent_dim={estimator.latent_dim} is not smaller than the {n_features} "
+            "features: the autoencoder can learn to copy its input, and its reconstruction "
+            "error then says little about outliers. Use a latent_dim below n_features.",
+            UserWarning, stacklevel=4)
     return {"input_shape_": input_shape,
             "hidden_layer_sizes_": _hidden_sizes(estimator, n_features),
             "latent_dim_": estimator.latent_dim or default_latent_dim(n_features)}
 
 
 def _hidden_sizes(estimator, n_features):
-    sizes = estimator.hidden_layer_sizes
-    if sizes is None:
+    if estimator.hidden_layer_sizes is None:
         if estimator.architecture == "conv":
             return ()  # the convolutions do the work; one linear map to the code
         return default_hidden_sizes(n_features)
-    array = np.atleast_1d(np.asarray(sizes))
-    if array.ndim != 1 or not all(isinstance(s, Integral) and s > 0 for s in array.tolist()):
-        raise ValueError(f"hidden_layer_sizes must be a sequence of positive ints, got {sizes!r}.")
+    return layer_sizes("hidden_layer_sizes", estimator.hidden_layer_sizes)
+
+
+def layer_sizes(name, sizes):
+    """The layer widths of parameter ``name`` as a tuple of positive ints, or a
+    ``ValueError`` naming it."""
+    array = np.atleast_1d(np.asarray(sizes, dtype=object))
+    valid = array.ndim == 1 and all(isinstance(s, Integral) and not isinstance(s, bool)
+                                    and s > 0 for s in array.tolist())
+    if not valid:
+        raise ValueError(f"{name} must be a sequence of positive ints (one width per layer), "
+                         f"got {sizes!r}.")
     return tuple(int(s) for s in array)
 
 

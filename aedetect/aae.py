@@ -1,7 +1,7 @@
 """AAEDetector: an adversarial autoencoder whose codes are shaped into a chosen prior."""
 
 import math
-from numbers import Integral, Real
+from numbers import Real
 
 import numpy as np
 import torch
@@ -13,7 +13,14 @@ from . import _structure
 from ._base import BaseAutoencoderDetector
 from ._device import local_generator
 from ._docs import fill_docstring
-from ._params import SHARED_PARAMETERS, Parameter, check_n_samples, constraints, make_init
+from ._params import (
+    SHARED_PARAMETERS,
+    Int,
+    Parameter,
+    check_n_samples,
+    constraints,
+    make_init,
+)
 from .models import AdversarialAutoencoder
 from .networks import Discriminator
 from .priors import make_prior
@@ -168,7 +175,7 @@ default='normal'
         Parameter("prior", "normal", [StrOptions({"normal", "uniform", "mixture"}),
                                       torch.distributions.Distribution]),
         Parameter("prior_scale", 1.0, [Interval(Real, 0, None, closed="neither")]),
-        Parameter("n_prior_components", 10, [Interval(Integral, 2, None, closed="left")]),
+        Parameter("n_prior_components", 10, [Int(2, None, closed="left")]),
         Parameter("conditional", False, ["boolean"]),
         Parameter("score_type", "combined",
                   [StrOptions(set(AdversarialAutoencoder.score_types))]),
@@ -197,8 +204,10 @@ default='normal'
         return encoded.astype(np.int64)
 
     def _check_fit_params(self, n_samples):
-        """A ``Distribution`` prior must be over vectors of ``latent_dim_`` values (with
-        ``latent_dim=None`` its size sets ``latent_dim_``)."""
+        """``discriminator_layer_sizes`` are positive widths; a ``Distribution`` prior
+        must be over vectors of ``latent_dim_`` values (with ``latent_dim=None`` its size
+        sets ``latent_dim_``)."""
+        _structure.layer_sizes("discriminator_layer_sizes", self.discriminator_layer_sizes)
         if not isinstance(self.prior, torch.distributions.Distribution):
             return
         batch_shape, event_shape = tuple(self.prior.batch_shape), tuple(self.prior.event_shape)
@@ -222,7 +231,8 @@ default='normal'
         # The construction order (decoder, discriminator, encoder, prior) fixes which
         # initial weights each network draws from the seeded generator.
         decoder = _structure.decoder(self, d + n_classes)
-        discriminator = Discriminator(d + n_classes, tuple(self.discriminator_layer_sizes))
+        discriminator = Discriminator(d + n_classes, _structure.layer_sizes(
+            "discriminator_layer_sizes", self.discriminator_layer_sizes))
         encoder = _structure.encoder(self, d)
         prior = make_prior(self.prior, d, self.prior_scale, self.n_prior_components)
         return AdversarialAutoencoder(encoder, decoder, discriminator, prior,

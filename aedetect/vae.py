@@ -1,6 +1,6 @@
 """VAEDetector: a variational autoencoder scored by the evidence lower bound (ELBO)."""
 
-from numbers import Integral, Real
+from numbers import Real
 
 import numpy as np
 import torch
@@ -15,6 +15,7 @@ from .ae import LatentNeighbourAttributes
 from ._params import (
     N_NEIGHBORS,
     SHARED_PARAMETERS,
+    Int,
     Parameter,
     check_n_samples,
     constraints,
@@ -167,7 +168,7 @@ class VAEDetector(LatentNeighbourAttributes, BaseAutoencoderDetector):
     _own_parameters = (
         Parameter("likelihood", "gaussian", [StrOptions(set(LIKELIHOODS))]),
         Parameter("beta", 1.0, [Interval(Real, 0, None, closed="left")]),
-        Parameter("n_draws", 10, [Interval(Integral, 1, None, closed="left")]),
+        Parameter("n_draws", 10, [Int(1, None, closed="left")]),
         Parameter("score_type", "elbo", [StrOptions(set(SCORE_TYPES))]),
         N_NEIGHBORS,
     )

@@ -140,3 +140,36 @@ def test_fit_refuses_values_beyond_float32(fitted):
     with pytest.raises(ValueError, match=r"X\[7, 2\] = 1e\+39 does not fit in float32"):
         fitted.fit(_with_cell(1e39))
     np.testing.assert_array_equal(fitted.score_samples(X_GOOD), before)
+
+
+@pytest.mark.parametrize("cls_name, params, data, message", [
+    ("AEDetector", {"batch_size": True}, None, "The 'batch_size' parameter .* int .* Got True"),
+    ("AEDetector", {"latent_dim": True}, None, "The 'latent_dim' parameter .* Got True"),
+    ("AEDetector", {"max_iter": True}, None, "The 'max_iter' parameter .* Got True"),
+    ("VAEDetector", {"n_draws": False}, None, "The 'n_draws' parameter .* Got False"),
+    ("AEDetector", {"batch_size": 1}, None, "batch_size=1 cannot train with batch norm"),
+    ("AAEDetector", {"discriminator_layer_sizes": (0,)}, None,
+     r"discriminator_layer_sizes must be a sequence of positive ints.*\(0,\)"),
+    ("AAEDetector", {"discriminator_layer_sizes": (-3,)}, None,
+     "discriminator_layer_sizes must be a sequence of positive ints"),
+    ("AEDetector", {"hidden_layer_sizes": (8, True)}, None,
+     "hidden_layer_sizes must be a sequence of positive ints"),
+    ("AEDetector", {"architecture": "conv"}, np.zeros((10, 8, 8, 3)),
+     r"channels-last images.*X.transpose\(0, 3, 1, 2\)"),
+])
+def test_parameter_mistakes_get_a_named_error(cls_name, params, data, message):
+    import aedetect
+
+    detector = getattr(aedetect, cls_name)(**{"max_iter": 1, **params})
+    with pytest.raises(ValueError, match=message):
+        detector.fit(X_GOOD if data is None else data)
+
+
+def test_batch_size_one_trains_without_batch_norm():
+    detector = AEDetector(batch_size=1, batch_norm=False, max_iter=1, random_state=0)
+    assert detector.fit(X_GOOD[:20]).n_iter_ == 1
+
+
+def test_an_overcomplete_code_warns():
+    with pytest.warns(UserWarning, match="latent_dim=5 is not smaller than the 5 features"):
+        AEDetector(latent_dim=5, max_iter=1).fit(X_GOOD)
