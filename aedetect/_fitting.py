@@ -20,6 +20,7 @@ from ._training import (
     EpochTimer,
     ProgressBar,
     Trainer,
+    call_end_hooks,
     call_hooks,
 )
 from .thresholds import contamination_offset
@@ -38,15 +39,17 @@ def fit_fresh(detector, X, y):
     detector._check_fit_params(rows.shape[0])
     detector.device_ = _device.resolve_device(detector.device)
     callbacks = [*(detector.callbacks or []), *GLOBAL_CALLBACKS]
-    call_hooks(callbacks, "on_fit_begin", detector, rows)
-    error = None
+    error = scores = None
     try:
-        return _train_and_calibrate(detector, rows, y, callbacks)
+        call_hooks(callbacks, "on_fit_begin", detector, rows)
+        scores = _train_and_calibrate(detector, rows, y, callbacks)
     except BaseException as exc:
         error = exc
-        raise
-    finally:
-        call_hooks(callbacks, "on_fit_end", detector, error)
+    # every callback's on_fit_end runs; the fit fails if any of them raised
+    raised = call_end_hooks(callbacks, "on_fit_end", detector, error)
+    if error is not None or raised is not None:
+        raise error if error is not None else raised
+    return scores
 
 
 def _train_and_calibrate(detector, rows, y, callbacks):

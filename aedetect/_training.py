@@ -73,6 +73,23 @@ def call_hooks(callbacks, hook, *args):
             function(*args)
 
 
+def call_end_hooks(callbacks, hook, subject, error):
+    """Call an end hook (``on_train_end``, ``on_fit_end``) on every callback, even when
+    one of them raises: each later callback sees the fit's ``error`` or, failing that,
+    the first callback's exception (so an MLflow run ends FAILED when a callback before
+    it failed). Returns that first exception, for the caller to raise."""
+    raised = None
+    for callback in callbacks:
+        function = getattr(callback, hook, None)
+        if function is None:
+            continue
+        try:
+            function(subject, error if error is not None else raised)
+        except Exception as exc:  # noqa: BLE001 - re-raised by the caller after the rest
+            raised = raised or exc
+    return raised
+
+
 class EpochTimer(Callback):
     """Puts each epoch's wall-clock seconds in its record as ``time``."""
 
@@ -242,25 +259,28 @@ class Trainer:
         self.optimizers = optimizers
         networks.set_dropout_generator(model, self.generator)
         error = None
-        call_hooks(self.callbacks, "on_train_begin", self)
         try:
-            for epoch in range(1, self.max_iter + 1):
-                call_hooks(self.callbacks, "on_epoch_begin", self, epoch)
-                record = {"epoch": epoch, **self._train_epoch(X_train, y_train)}
-                if X_val is not None:
-                    record["val_loss"] = self._validation_loss(X_val)
-                self.history.append(record)
-                call_hooks(self.callbacks, "on_epoch_end", self, record)
-                if self.stop_training:
-                    break
+            call_hooks(self.callbacks, "on_train_begin", self)
+            self._loop(X_train, y_train, X_val)
         except BaseException as exc:
             error = exc
-            raise
-        finally:
-            networks.set_dropout_generator(model, None)
-            model.eval()
-            call_hooks(self.callbacks, "on_train_end", self, error)
+        networks.set_dropout_generator(model, None)
+        model.eval()
+        raised = call_end_hooks(self.callbacks, "on_train_end", self, error)
+        if error is not None or raised is not None:
+            raise error if error is not None else raised
         return self.history
+
+    def _loop(self, X_train, y_train, X_val):
+        for epoch in range(1, self.max_iter + 1):
+            call_hooks(self.callbacks, "on_epoch_begin", self, epoch)
+            record = {"epoch": epoch, **self._train_epoch(X_train, y_train)}
+            if X_val is not None:
+                record["val_loss"] = self._validation_loss(X_val)
+            self.history.append(record)
+            call_hooks(self.callbacks, "on_epoch_end", self, record)
+            if self.stop_training:
+                break
 
     def _train_epoch(self, X_train, y_train):
         """One pass over the shuffled batches: the mean of each loss over the rows."""

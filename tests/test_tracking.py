@@ -26,6 +26,7 @@ import pytest
 import torch
 from sklearn.base import clone
 
+import aedetect
 from aedetect import AEDetector, tracking
 from aedetect._fitting import GLOBAL_CALLBACKS
 from aedetect.plots import plot_loss_curves, plot_score_histogram
@@ -546,3 +547,63 @@ def test_serving_answers_invocations_and_rejects_bad_payloads(tmp_path):
             assert status == 400, (bad, status, body)
     finally:
         stop_server(process)
+
+
+class FailAtEnd(aedetect.Callback):
+    """A user callback whose on_fit_end raises; records what it saw."""
+
+    def __init__(self):
+        self.seen = []
+
+    def on_fit_end(self, detector, error):
+        self.seen.append(error)
+        raise RuntimeError("end hook failed")
+
+
+class SeeEnd(aedetect.Callback):
+    def __init__(self):
+        self.seen = []
+
+    def on_fit_end(self, detector, error):
+        self.seen.append(error)
+
+
+def test_a_failing_end_hook_fails_the_fit_and_loses_nothing(store):
+    X = make_data()
+    detector = AEDetector(**SMALL).fit(X)
+    before = detector.score_samples(X)
+    failing, later = FailAtEnd(), SeeEnd()
+    callback = tracking.MLflowCallback(client=store.client, experiment_id=store.experiment_id,
+                                       log_plots=False)
+    detector.set_params(callbacks=[failing, later, callback], max_iter=3)
+    with pytest.raises(RuntimeError, match="end hook failed"):
+        detector.fit(X)
+    assert failing.seen == [None]  # training itself succeeded
+    assert isinstance(later.seen[0], RuntimeError)  # every end hook ran, and saw the failure
+    assert store.client.get_run(callback.run_id_).info.status == "FAILED"
+    assert detector.n_iter_ == 6  # the previous fit is kept
+    np.testing.assert_array_equal(detector.score_samples(X), before)
+
+
+class BrokenMetrics(MlflowClient):
+    """Logs runs and parameters, fails on every metric."""
+
+    def log_batch(self, run_id, metrics=(), params=(), tags=(), **kwargs):
+        if metrics:
+            raise OSError("disk full")
+        return super().log_batch(run_id, metrics=metrics, params=params, tags=tags, **kwargs)
+
+
+def test_tracking_warning_as_error_fails_the_fit_and_the_run(store):
+    X = make_data()
+    detector = AEDetector(**SMALL).fit(X)
+    before = detector.score_samples(X)
+    callback = tracking.MLflowCallback(client=BrokenMetrics(store.uri),
+                                       experiment_id=store.experiment_id, log_plots=False)
+    detector.set_params(callbacks=[callback], max_iter=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", tracking.TrackingWarning)
+        with pytest.raises(tracking.TrackingWarning, match="disk full"):
+            detector.fit(X)
+    assert store.client.get_run(callback.run_id_).info.status == "FAILED"
+    np.testing.assert_array_equal(detector.score_samples(X), before)

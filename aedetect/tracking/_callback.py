@@ -158,9 +158,26 @@ class MLflowCallback(Callback):
         if log.owns_run:
             self._attempt(f"the end of run {log.run_id} (it stays RUNNING)", self._end_run, error)
         self._fit = None
-        if log.error is not None:
+        if log.error is None:
+            return
+        try:
             warnings.warn(_failure_message(detector, log, self._uri(log), error), TrackingWarning,
                           stacklevel=_caller_level())
+        except Exception as exc:  # the warning turned into an error: the fit fails with it
+            if log.owns_run and error is None:
+                self._mark_failed(log, exc)
+            raise
+
+    def _mark_failed(self, log, exc):
+        """End our run FAILED after all (a fit that succeeded is failing late)."""
+        try:
+            with _http_limits(self.max_retries, self.timeout):
+                self._fit = log
+                self._end_run(exc)
+        except Exception:  # noqa: BLE001 - the store already failed once; the error is raised
+            pass
+        finally:
+            self._fit = None
 
     # ------------------------------------------------------------- the calls
     def _open_run(self, detector):
