@@ -8,27 +8,26 @@ A saved detector is a directory with two files:
 - ``weights.safetensors``: the network's ``state_dict`` and every fitted numeric
   array or tensor attribute (``center_``, ``scale_``, a noise bank, ...).
 
-Loading rebuilds the detector generically: ``cls(**params)``, restore the fitted
-attributes, ``detector._build_model()``, load the state dict (the model's buffers hold
-its calibration, so the state dict and the scaling are the whole fitted scorer). It never
-imports a module outside aedetect and never unpickles, so loading runs no code from
-the files. This module does not need MLflow (``aedetect.tracking`` wraps it).
+Loading (:mod:`aedetect._loading`) rebuilds the detector: ``cls(**params)`` for one of
+the public classes, the fitted attributes, ``detector._build_model()``, the state dict
+(the model's buffers hold its calibration, so the state dict and the scaling are the
+whole fitted scorer), checking everything first. It never imports a module named by the
+files and never unpickles, so loading runs no code from them. This module does not need
+MLflow (``aedetect.tracking`` wraps it).
 """
 
+import contextlib
 import json
-import sys
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from ._base import BaseAutoencoderDetector
-from ._device import build_seeded, load_device
-
-FORMAT_VERSION = 1
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "weights.safetensors"
+from ._loading import CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE
 #: Parameters that are not part of a model; saved as ``None``.
 DROPPED_PARAMETERS = ("callbacks",)
 
@@ -57,41 +56,23 @@ def _encode(value):
     raise _NotSerializable(type(value).__name__)
 
 
-def _decode(value):
+def decode(value):
     """Inverse of :func:`_encode`."""
     if isinstance(value, list):
-        return [_decode(item) for item in value]
+        return [decode(item) for item in value]
     if not isinstance(value, dict):
         return value
     if "__tuple__" in value:
-        return tuple(_decode(item) for item in value["__tuple__"])
+        return tuple(decode(item) for item in value["__tuple__"])
     if "__device__" in value:
         return torch.device(value["__device__"])
     if "__strings__" in value:
         return np.asarray(value["__strings__"], dtype=np.dtype(value["dtype"]))
-    return {key: _decode(item) for key, item in value.items()}
+    return {key: decode(item) for key, item in value.items()}
 
 
 def _class_path(cls):
     return f"{cls.__module__}:{cls.__qualname__}"
-
-
-def _resolve_class(path):
-    """The detector class named ``module:qualname``, importing only aedetect modules."""
-    module_name, _, qualname = path.partition(":")
-    if module_name == "aedetect" or module_name.startswith("aedetect."):
-        __import__(module_name)
-    module = sys.modules.get(module_name)
-    if module is None:
-        raise ValueError(f"The saved detector's class {path} lives outside aedetect in a "
-                         f"module that is not imported; import {module_name} first (loading "
-                         "never imports modules named by a file).")
-    cls = module
-    for part in qualname.split("."):
-        cls = getattr(cls, part, None)
-    if not (isinstance(cls, type) and issubclass(cls, BaseAutoencoderDetector)):
-        raise ValueError(f"{path} is not an aedetect detector class.")
-    return cls
 
 
 def _encode_params(detector):
@@ -145,7 +126,8 @@ def save_detector(detector, directory):
     detector : BaseAutoencoderDetector
         A fitted detector.
     directory : str or path-like
-        Where to write ``config.json`` and ``weights.safetensors``.
+        Where to write ``config.json`` and ``weights.safetensors``: a new or empty
+        directory (written atomically, see :func:`atomic_directory`).
     """
     if not hasattr(detector, "module_"):
         raise ValueError(f"This {type(detector).__name__} instance is not fitted yet; call "
@@ -162,53 +144,36 @@ def save_detector(detector, directory):
     config = {"format_version": FORMAT_VERSION, "aedetect_version": __version__,
               "torch_version": torch.__version__, "class": _class_path(type(detector)),
               "params": params, "attributes": attributes}
+    with atomic_directory(directory) as staging:
+        save_file(tensors, str(staging / WEIGHTS_FILE), metadata={"format": "pt"})
+        (staging / CONFIG_FILE).write_text(json.dumps(config, indent=1, allow_nan=True))
+
+
+@contextlib.contextmanager
+def atomic_directory(directory):
+    """Write a directory atomically: yields a new folder beside ``directory`` to fill,
+    renamed to ``directory`` when the block succeeds and removed when it fails, so a
+    failed save leaves nothing behind. An existing non-empty ``directory`` is refused
+    (a saved model is never overwritten)."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
-    (directory / CONFIG_FILE).write_text(json.dumps(config, indent=1, allow_nan=True))
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise ValueError(f"{directory} already exists and is not empty: a saved model is "
+                         "never overwritten. Choose a new path, or delete the old one first.")
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        yield staging
+        if directory.exists():
+            directory.rmdir()  # empty, checked above
+        os.replace(staging, directory)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def load_detector(directory, device=None):
-    """Read a detector written by :func:`save_detector`.
+    """Read a detector written by :func:`save_detector` (see :mod:`aedetect._loading`,
+    which checks both files before anything is used)."""
+    from ._loading import load_detector as load
 
-    Parameters
-    ----------
-    directory : str or path-like
-        The directory holding ``config.json`` and ``weights.safetensors``.
-    device : str or torch.device, default=None
-        Where to put the network. ``None``: the device it was fitted on when
-        available, else the CPU.
-
-    Returns
-    -------
-    detector : BaseAutoencoderDetector
-        The fitted detector; it scores exactly as the saved one.
-    """
-    directory = Path(directory)
-    config = json.loads((directory / CONFIG_FILE).read_text())
-    if config.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{directory / CONFIG_FILE} has format_version "
-                         f"{config.get('format_version')!r}; this aedetect reads version "
-                         f"{FORMAT_VERSION}. Load it with the aedetect version that saved it "
-                         f"({config.get('aedetect_version')}).")
-    cls = _resolve_class(config["class"])
-    detector = cls(**_decode(config["params"]))
-    tensors = load_file(str(directory / WEIGHTS_FILE), device="cpu")
-    for name, value in _decode(config["attributes"]).items():
-        setattr(detector, name, value)
-    target = load_device(str(detector.device_), device)
-    detector.device_ = target
-    for key, value in tensors.items():
-        kind, _, name = key.partition(":")
-        if kind == "array":
-            setattr(detector, name, value.numpy())
-        elif kind == "tensor":
-            setattr(detector, name, value.to(target))
-    # building draws initial weights (overwritten below) from a seeded generator that
-    # is restored afterwards: the caller's random stream is untouched
-    module, _ = build_seeded(detector._build_model, 0)
-    prefix = "module:"
-    module.load_state_dict({key[len(prefix):]: value for key, value in tensors.items()
-                            if key.startswith(prefix)})
-    detector.module_ = module.to(target).eval()
-    return detector
+    return load(directory, device=device)

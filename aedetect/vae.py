@@ -182,9 +182,11 @@ class VAEDetector(LatentNeighbourAttributes, BaseAutoencoderDetector):
     def _build_model(self):
         # One draw of the seeded global CPU generator seeds the bank, so the rest of the
         # training randomness does not depend on n_draws.
-        bank_seed = int(torch.randint(0, 2**62, (1,)))
+        # (the bank is drawn on the CPU even when loading builds the model on "meta")
+        bank_seed = int(torch.randint(0, 2**62, (1,), device="cpu"))
         generator = torch.Generator().manual_seed(bank_seed)
-        noise_bank = torch.randn(self.n_draws, self.latent_dim_, generator=generator)
+        noise_bank = torch.randn(self.n_draws, self.latent_dim_, generator=generator,
+                                 device="cpu")
         log_unit_change = 0.0 if self.likelihood == "bernoulli" else np.log(self.scale_).sum()
         return VariationalAutoencoder(
             _structure.encoder(self, 2 * self.latent_dim_),

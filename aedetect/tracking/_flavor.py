@@ -29,6 +29,16 @@ def get_default_pip_requirements():
     return [f"aedetect=={__version__}", *(_pinned(package) for package in packages)]
 
 
+def _requirements(requirements):
+    """A list of requirements, or a requirements file's lines (without comments)."""
+    if requirements is None:
+        return []
+    if isinstance(requirements, (str, Path)):
+        lines = Path(requirements).read_text().splitlines()
+        return [line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()]
+    return list(requirements)
+
+
 def infer_signature(detector):
     """The model signature of a fitted detector's pyfunc.
 
@@ -70,17 +80,20 @@ def save_model(detector, path, *, mlflow_model=None, signature=None, input_examp
         A fitted detector. Its ``callbacks`` are not saved; a parameter that is not
         plain data (a ``RandomState``, a torch distribution) raises ``ValueError``.
     path : str or path-like
-        Directory to create; it must not exist or be empty.
+        Directory to create; it must not exist or be empty. It is written
+        atomically: a failed save leaves nothing there, and an existing model is
+        never touched.
     mlflow_model : mlflow.models.Model, default=None
         Model configuration to add the flavors to (used by :func:`log_model`).
     signature : mlflow.models.ModelSignature, default=None
         ``None``: :func:`infer_signature`.
     input_example : DataFrame or ndarray, default=None
         A few rows stored with the model (shown in the UI, used to validate serving).
-    pip_requirements : list of str, default=None
-        ``None``: :func:`get_default_pip_requirements`.
-    extra_pip_requirements : list of str, default=None
-        Added to the requirements.
+    pip_requirements : list of str or str, default=None
+        ``None``: :func:`get_default_pip_requirements`. A string is the path of a
+        requirements file, as in MLflow.
+    extra_pip_requirements : list of str or str, default=None
+        Added to the requirements (a string: a requirements file).
     metadata : dict, default=None
         Custom metadata written to the ``MLmodel`` file.
     """
@@ -90,21 +103,27 @@ def save_model(detector, path, *, mlflow_model=None, signature=None, input_examp
     from mlflow.models import Model
 
     from .. import __version__
-    from .._persistence import save_detector
+    from .._persistence import atomic_directory, save_detector
 
     mlflow_model = mlflow_model if mlflow_model is not None else Model()
-    requirements = list(pip_requirements or get_default_pip_requirements())
-    requirements += list(extra_pip_requirements or [])
-    with tempfile.TemporaryDirectory() as tmp:
+    if pip_requirements is None:  # a string is a requirements file, as in MLflow
+        pip_requirements = get_default_pip_requirements() + _requirements(extra_pip_requirements)
+        extra_pip_requirements = None  # MLflow takes one of the two
+    with tempfile.TemporaryDirectory() as tmp, atomic_directory(path) as staging:
         data = Path(tmp, "detector")
         save_detector(detector, data)
         mlflow_model.add_flavor(FLAVOR_NAME, aedetect_version=__version__,
                                 data="artifacts/detector",  # where pyfunc puts "detector"
                                 detector_class=type(detector).__name__)
         mlflow.pyfunc.save_model(
-            str(path), python_model=str(_PYFUNC_CODE), artifacts={"detector": str(data)},
-            mlflow_model=mlflow_model, signature=signature or infer_signature(detector),
-            input_example=input_example, pip_requirements=requirements, metadata=metadata)
+            str(staging / "model"), python_model=str(_PYFUNC_CODE),
+            artifacts={"detector": str(data)}, mlflow_model=mlflow_model,
+            signature=signature or infer_signature(detector), input_example=input_example,
+            pip_requirements=pip_requirements, extra_pip_requirements=extra_pip_requirements,
+            metadata=metadata)
+        for item in (staging / "model").iterdir():  # the model becomes the staged folder
+            item.rename(staging / item.name)
+        (staging / "model").rmdir()
 
 
 def log_model(detector, name="model", *, registered_model_name=None, signature=None,
