@@ -115,12 +115,13 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         return _data.map_chunks(function, rows.shape[0], chunk or self._chunk_rows(), load,
                                 host=True)
 
-    def _score_rows(self, rows, exclude_self=False):
-        """Scores of validated, unscaled rows (no validation: ``fit`` reuses it)."""
+    def _score_rows(self, rows, exclude_self=False, check=True):
+        """Scores of validated, unscaled rows (no validation: ``fit`` reuses it); with
+        ``check``, a score that is not finite raises."""
         self._check_rows(rows)
         model, score_type = self.module_, self.score_type
         scores = self._inference(lambda x: model.score(x, score_type, exclude_self), rows)
-        return _data.check_scores(scores)
+        return _data.check_scores(scores) if check else scores
 
     def _decode(self, function, codes):
         """Rows in the user's units from ``function`` of chunks of ``codes`` (a float32

@@ -8,8 +8,12 @@ detector contributes its model (``_build_model``) and its checks; the model its 
 step and calibration; the trainer the loop.
 """
 
+import sys
+import warnings
+
 import numpy as np
 import torch
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
 from . import _data, _device, _structure
@@ -28,6 +32,10 @@ from .thresholds import contamination_offset
 #: Callbacks every fit runs after the detector's own ``callbacks`` (the switch of
 #: ``aedetect.tracking.autolog`` lives here).
 GLOBAL_CALLBACKS = []
+#: Training inputs are clipped to this many robust standard deviations (scaled units):
+#: one extreme value cannot overflow float32 inside the network while it trains (it
+#: is left out of the steps by the trimmed loss anyway); scoring sees values as given.
+TRAINING_CLIP = 1e3
 
 
 def fit_fresh(detector, X, y):
@@ -62,8 +70,9 @@ def _train_and_calibrate(detector, rows, y, callbacks):
                                feature_names=getattr(detector, "feature_names_in_", None))
     train, val = validation_split(detector, rows.shape[0], rng)
     device = detector.device_
-    X_train = torch.as_tensor(scaled[train], device=device)
-    X_val = None if val is None else torch.as_tensor(scaled[val], device=device)
+    clipped = np.clip(scaled, -TRAINING_CLIP, TRAINING_CLIP)
+    X_train = torch.as_tensor(clipped[train], device=device)
+    X_val = None if val is None else torch.as_tensor(clipped[val], device=device)
     y_train = None if y is None else torch.as_tensor(y[train], device=device)
     model, cpu_state = _device.build_seeded(detector._build_model, seed)
     model = model.to(device)
@@ -84,9 +93,46 @@ def _train_and_calibrate(detector, rows, y, callbacks):
     detector.module_ = model  # in eval mode from here on: scoring never changes it
     model.calibrate(TrainingRows(scaled, device, detector._chunk_rows(model)), rng,
                     detector.score_type)
-    scores = detector._score_rows(rows, exclude_self=True)
-    detector.offset_ = contamination_offset(scores, detector.contamination)
+    scores = _training_scores(detector, rows)
+    detector.offset_ = contamination_offset(scores[np.isfinite(scores)], detector.contamination)
     detector.score_type_ = detector.score_type
+    return scores
+
+
+def user_stacklevel():
+    """``stacklevel`` of the first frame outside aedetect and scikit-learn (the user's
+    call to ``fit``), so that warnings point at it."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] in (
+            "aedetect", "sklearn"):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _training_scores(detector, rows):
+    """Scores of the training rows, each against the other training codes. A row that
+    cannot be scored (its values overflow float32 inside the network) is an outlier:
+    its score is ``-inf`` and a warning names it; ``offset_`` comes from the others.
+    All scores equal means the model cannot tell rows apart: a warning says so."""
+    scores = detector._score_rows(rows, exclude_self=True, check=False)
+    bad = np.flatnonzero(~np.isfinite(scores))
+    if bad.size == scores.size:
+        raise ValueError("No training row could be scored: the values overflow float32 inside "
+                         "the network. Clip or rescale extreme values before fitting.")
+    if bad.size:
+        scores[bad] = -np.inf
+        warnings.warn(f"{bad.size} training row(s) cannot be scored (rows "
+                      f"{', '.join(map(str, bad[:10]))}{' ...' if bad.size > 10 else ''}): "
+                      "their values overflow float32 inside the network. They count as "
+                      "outliers (fit_predict labels them -1) and do not set offset_.",
+                      UserWarning, stacklevel=user_stacklevel())
+    finite = scores[np.isfinite(scores)]
+    if finite.size > 1 and np.ptp(finite) <= 1e-12 * max(1.0, float(np.abs(finite).max())):
+        warnings.warn(f"{type(detector).__name__} gives every training row the same score "
+                      f"({finite[0]:.4g}): the model cannot tell rows apart (training "
+                      "collapsed, or the training rows are all alike), so predict flags "
+                      "all rows or none. Check the data, or lower learning_rate_init.",
+                      ConvergenceWarning, stacklevel=user_stacklevel())
     return scores
 
 

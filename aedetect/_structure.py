@@ -50,10 +50,16 @@ def resolve(estimator, n_samples, n_features, sample_shape):
             f"latent_dim={estimator.latent_dim} is not smaller than the {n_features} "
             "features: the autoencoder can learn to copy its input, and its reconstruction "
             "error then says little about outliers. Use a latent_dim below n_features.",
-            UserWarning, stacklevel=4)
+            UserWarning, stacklevel=_fitting_stacklevel())
     return {"input_shape_": input_shape,
             "hidden_layer_sizes_": _hidden_sizes(estimator, n_features),
             "latent_dim_": estimator.latent_dim or default_latent_dim(n_features)}
+
+
+def _fitting_stacklevel():
+    from ._fitting import user_stacklevel
+
+    return user_stacklevel() + 1
 
 
 def _hidden_sizes(estimator, n_features):

@@ -101,20 +101,36 @@ class EpochTimer(Callback):
 
 
 class DivergenceGuard(Callback):
-    """Stops training with a ``ValueError`` when a loss of the epoch is not finite.
+    """Stops training with a ``ValueError`` when a loss of the epoch is not finite, or
+    when ``loss`` has exploded: risen above its first epoch's value by more than
+    ``factor`` times that value's size (at least 1).
 
     The detector being fitted keeps its previous fitted state (a failed fit changes
     nothing).
     """
 
+    def __init__(self, factor=1e3):
+        self.factor = factor
+
+    def on_train_begin(self, trainer):
+        self._first = None
+
     def on_epoch_end(self, trainer, record):
-        bad = [name for name, value in record.items() if not math.isfinite(value)]
+        name = type(trainer.estimator).__name__ if trainer.estimator is not None else "model"
+        bad = [key for key, value in record.items() if not math.isfinite(value)]
         if bad:
-            name = type(trainer.estimator).__name__ if trainer.estimator is not None else "model"
             raise ValueError(
                 f"Training of {name} diverged at epoch {record['epoch']}: {', '.join(bad)} "
                 "became non-finite. Lower learning_rate_init or check that the input has no "
                 "extreme values; the detector keeps its previous state.")
+        loss = record["loss"]
+        if self._first is None:
+            self._first = loss
+        elif loss - self._first > self.factor * max(abs(self._first), 1.0):
+            raise ValueError(
+                f"Training of {name} diverged at epoch {record['epoch']}: the loss exploded "
+                f"from {self._first:.4g} at epoch 1 to {loss:.4g}. Lower learning_rate_init; "
+                "the detector keeps its previous state.")
 
 
 class EarlyStopping(Callback):

@@ -267,7 +267,9 @@ def test_combined_score_is_the_documented_combination(normal_fit, X_manifold):
     np.testing.assert_allclose(combined, expected, rtol=1e-5, atol=1e-6)
     codes = detector.transform(X_manifold)
     np.testing.assert_allclose(latent, 1 - (codes ** 2).mean(axis=1), rtol=1e-5, atol=1e-6)
-    assert detector.reconstruction_variance_ == pytest.approx(-reconstruction.mean(), rel=1e-4)
+    # the typical training error: a median, which one extreme row cannot inflate
+    median = np.quantile(-reconstruction, 0.5, method="lower")  # torch's median of an even count
+    assert detector.reconstruction_variance_ == pytest.approx(median, rel=1e-4)
 
 
 def test_scores_finite_far_outside_a_bounded_prior(uniform_fit, X_manifold):
@@ -353,6 +355,9 @@ def test_user_distribution_prior(X_manifold):
     assert cloned.prior is not prior and cloned.prior.event_shape == prior.event_shape
 
 
+# inside the box the uniform's density is flat: every training code scores alike (the
+# detector warns that its training scores cannot tell rows apart)
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_user_prior_with_bounded_support_gives_finite_scores(X_manifold):
     prior = torch.distributions.Independent(
         torch.distributions.Uniform(-torch.ones(2), torch.ones(2)), 1)

@@ -90,16 +90,28 @@ def test_failed_refit_keeps_previous_state(fitted):
     np.testing.assert_array_equal(fitted.score_samples(X_GOOD), before)
 
 
-def test_divergence_stops_with_clear_error_and_keeps_state():
+@pytest.mark.parametrize("learning_rate, message", [
+    (1e6, r"diverged at epoch \d+: the loss exploded from"),  # finite, but 1e25 times larger
+    (1e36, r"diverged at epoch \d+: loss became non-finite"),
+])
+def test_divergence_stops_with_clear_error_and_keeps_state(learning_rate, message):
     detector = AEDetector(max_iter=3, random_state=0).fit(X_GOOD)
     before = detector.score_samples(X_GOOD)
-    huge = X_GOOD.copy()
-    huge[0, 0] = 1e30  # standard scaling keeps it finite, the float32 square overflows
-    detector.set_params(scaling=None, learning_rate_init=1.0, trim_fraction=0.0)
-    with pytest.raises(ValueError, match="diverged at epoch 1: loss became non-finite"):
-        detector.fit(huge)
+    detector.set_params(learning_rate_init=learning_rate, max_iter=30)
+    with pytest.raises(ValueError, match=message):
+        detector.fit(X_GOOD)
     np.testing.assert_array_equal(detector.score_samples(X_GOOD), before)
-    assert not hasattr(detector, "_optimizers")
+    assert detector.learning_rate_init == learning_rate and detector.n_iter_ == 3
+
+
+def test_a_training_row_that_cannot_be_scored_is_an_outlier():
+    huge = X_GOOD.copy()
+    huge[0, 0] = 1e30  # fits in float32, but its squared error overflows
+    detector = AEDetector(scaling=None, max_iter=3, random_state=0)
+    with pytest.warns(UserWarning, match=r"1 training row\(s\) cannot be scored \(rows 0\)"):
+        labels = detector.fit_predict(huge)
+    assert labels[0] == -1 and np.isfinite(detector.offset_)
+    assert np.mean(labels[1:] == -1) < 0.2
 
 
 def test_constructor_takes_known_keywords_only():

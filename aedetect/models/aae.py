@@ -44,7 +44,7 @@ class AdversarialAutoencoder(DetectorModel):
     prior's latent score of the code, ``D`` features and ``d`` code dimensions:
     ``'reconstruction'`` is ``-e``, ``'latent'`` is ``s`` and ``'combined'`` is
     ``-(D * e / reconstruction_variance - d * s) / (D + d)``, where the buffer
-    ``reconstruction_variance`` (the mean of ``e`` over the training rows) is set by
+    ``reconstruction_variance`` (the median of ``e`` over the training rows) is set by
     :meth:`calibrate`.
     """
 
@@ -163,6 +163,9 @@ class AdversarialAutoencoder(DetectorModel):
         return -deviation / (self.n_features + self.latent_dim)
 
     def calibrate(self, apply, rng, score_type):
-        """``reconstruction_variance``: the mean squared error over the training rows."""
+        """``reconstruction_variance``: the median of the training rows' mean squared
+        errors (a median, so an extreme training row cannot inflate it)."""
         errors = apply(lambda x: self.best_reconstruction(self.encoder(x), x)[0])
-        self.reconstruction_variance = errors.double().mean().clamp(min=1e-12).float()
+        errors = errors[torch.isfinite(errors)].double()
+        typical = errors.median() if errors.numel() else torch.tensor(1.0)
+        self.reconstruction_variance = typical.clamp(min=1e-12).float()

@@ -3,7 +3,7 @@
 import torch
 
 from ..losses import row_squared_error, trimmed_mean
-from .base import DetectorModel
+from .base import DetectorModel, robust_center_scale
 from .neighbours import LatentNeighbours, reference_index
 
 
@@ -15,9 +15,10 @@ class AutoencoderModel(DetectorModel):
     - ``'reconstruction'``: minus the mean squared reconstruction error;
     - ``'latent'``: minus the mean distance of the code to its nearest training codes
       (:class:`~aedetect.models.neighbours.LatentNeighbours`);
-    - ``'combined'``: minus the sum of both, each standardized by its mean and standard
-      deviation over the training rows (buffers ``combined_center``,
-      ``combined_scale``, set by :meth:`calibrate`).
+    - ``'combined'``: minus the sum of both, each standardized by its median and
+      ``1.4826 * MAD`` over the training rows (buffers ``combined_center``,
+      ``combined_scale``, set by :meth:`calibrate`; robust, so an extreme training row
+      cannot change the weighting).
 
     Parameters
     ----------
@@ -79,8 +80,6 @@ class AutoencoderModel(DetectorModel):
         if score_type == "reconstruction":
             return
         self.neighbours.fit(apply(self.encoder, reference_index(apply.n_rows, rng)))
-        terms = apply(lambda x: self._terms(x, exclude_self=True)).double()
-        scale = terms.std(dim=0, unbiased=False)
-        scale[~(scale > 1e-12)] = 1.0
-        self.combined_center = terms.mean(dim=0).float()
-        self.combined_scale = scale.float()
+        terms = apply(lambda x: self._terms(x, exclude_self=True))
+        center, scale = robust_center_scale(terms[torch.isfinite(terms).all(dim=1)])
+        self.combined_center, self.combined_scale = center.float(), scale.float()

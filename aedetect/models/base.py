@@ -20,6 +20,28 @@ def adam(parameters, lr, weight_decay=0.0, **options):
         return torch.optim.Adam(parameters, **options)
 
 
+#: 1.4826 * MAD estimates the standard deviation of a normal distribution.
+MAD_TO_STD = 1.4826
+
+
+def robust_center_scale(values):
+    """Per column of ``values`` (float64): the median and ``1.4826 * MAD``, falling back
+    to the standard deviation where the MAD is 0, and to 1 where that is 0 too.
+
+    The calibration of the scores uses these, so one extreme training row cannot
+    shift a centre or inflate a scale (a mean or a standard deviation can be moved
+    arbitrarily far by a single value).
+    """
+    values = values.double()
+    center = values.median(dim=0).values
+    scale = MAD_TO_STD * (values - center).abs().median(dim=0).values
+    flat = ~(scale > 1e-12)
+    if bool(flat.any()) and values.shape[0] > 1:
+        scale[flat] = values[:, flat].std(dim=0, unbiased=False)
+    scale[~(scale > 1e-12)] = 1.0
+    return center, scale
+
+
 def optimizer_step(optimizer, loss):
     """One gradient step of ``optimizer`` on ``loss``."""
     optimizer.zero_grad(set_to_none=True)

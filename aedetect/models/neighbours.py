@@ -3,6 +3,8 @@
 import torch
 from torch import nn
 
+from .base import robust_center_scale
+
 #: At most this many training rows (drawn with the fit's ``random_state``) give the
 #: reference codes: it bounds their memory and the scoring time.
 MAX_REFERENCE_CODES = 10_000
@@ -47,7 +49,9 @@ def check_n_neighbors(n_neighbors, n_samples, score_type):
 
 class LatentNeighbours(nn.Module):
     """The training codes (buffer ``codes``, each dimension divided by ``scale``, its
-    standard deviation over them, so every latent dimension counts alike) and the
+    robust spread over them (``1.4826 * MAD``, see
+    :func:`~aedetect.models.base.robust_center_scale`), so every latent dimension counts
+    alike and one extreme code does not squash the others) and the
     distance of new codes to their ``n_neighbors`` nearest ones.
 
     Empty (no codes) until :meth:`fit`; a loaded state dict brings its own number of
@@ -65,8 +69,7 @@ class LatentNeighbours(nn.Module):
         return self.codes.shape[0] > 0
 
     def fit(self, codes):
-        scale = codes.double().std(dim=0, unbiased=False)
-        scale[~(scale > 1e-12)] = 1.0
+        _, scale = robust_center_scale(codes)
         self.codes = (codes.double() / scale).float()
         self.scale = scale.float()
 

@@ -5,6 +5,7 @@ import time
 import warnings
 
 from .. import _fitting
+from .._fitting import user_stacklevel
 from .._training import Callback
 from ._store import TrackingWarning, _http_limits, get_experiment_id, get_tracking_uri
 
@@ -162,7 +163,7 @@ class MLflowCallback(Callback):
             return
         try:
             warnings.warn(_failure_message(detector, log, self._uri(log), error), TrackingWarning,
-                          stacklevel=_caller_level())
+                          stacklevel=user_stacklevel())
         except Exception as exc:  # the warning turned into an error: the fit fails with it
             if log.owns_run and error is None:
                 self._mark_failed(log, exc)
@@ -309,15 +310,6 @@ class MLflowCallback(Callback):
             warnings.warn(f"MLflow logging to {self.tracking_uri_} failed ({_short(exc)}); "
                           f"metrics {sorted(metrics)} were not logged.", TrackingWarning,
                           stacklevel=2)
-
-
-def _caller_level():
-    """``stacklevel`` of the first frame outside aedetect and scikit-learn (the fit call)."""
-    frame, level = sys._getframe(1), 1
-    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] in (
-            "aedetect", "sklearn"):
-        frame, level = frame.f_back, level + 1
-    return level
 
 
 def _short(exc, limit=300):
