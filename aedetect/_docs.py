@@ -191,8 +191,9 @@ NEIGHBOUR_ATTRIBUTES_DOC = """\
         nearest of them. ``None`` when ``score_type`` does not use them.
 
     code_scale_ : ndarray of shape (latent_dim_,)
-        Standard deviation of each code dimension over the reference rows (set
-        with ``reference_codes_``)."""
+        Robust spread (1.4826 * MAD, the standard deviation where the MAD is 0) of
+        each code dimension over the reference rows (set with
+        ``reference_codes_``)."""
 
 
 def fill_docstring(cls):

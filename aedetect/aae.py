@@ -67,7 +67,7 @@ class AAEDetector(BaseAutoencoderDetector):
       log-density under the prior, per dimension and centred on a typical prior draw
       (for the normal prior ``1 - mean((z / prior_scale)^2)``);
     - ``'combined'`` (default): ``-(D * e(x) / sigma2 - d * s(z)) / (D + d)``, where
-      ``sigma2 = reconstruction_variance_`` is the mean of ``e`` over the training
+      ``sigma2 = reconstruction_variance_`` is the median of ``e`` over the training
       rows. Up to a constant this is the log joint density ``log p(x | z) + log
       p(z)`` per dimension, with a Gaussian decoder of variance ``sigma2``: each
       feature and each code dimension counts once, and a row scores low when it is
@@ -139,8 +139,9 @@ default='normal'
         The class labels, with ``conditional=True`` only.
 
     reconstruction_variance_ : float
-        Mean over the training rows of the mean squared reconstruction error: the
-        variance of the decoder's noise in the ``'combined'`` score.
+        Median over the training rows of the mean squared reconstruction error (a
+        median, so one extreme training row cannot inflate it): the variance of the
+        decoder's noise in the ``'combined'`` score.
 
     See Also
     --------

@@ -56,7 +56,7 @@ class AEDetector(LatentNeighbourAttributes, BaseAutoencoderDetector):
     unlike any training code; on one-class Fashion-MNIST this separates similar
     garments (shirts from T-shirts) better than the reconstruction error.
     ``score_type='combined'`` adds both: minus the sum of the reconstruction error and
-    the neighbour distance, each standardized by its mean and standard deviation over
+    the neighbour distance, each standardized by its median and 1.4826 * MAD over
     the training rows (``combined_center_``, ``combined_scale_``; each training row
     measured against the other training codes).
 
@@ -83,7 +83,7 @@ class AEDetector(LatentNeighbourAttributes, BaseAutoencoderDetector):
 {neighbour_attributes}
 
     combined_center_, combined_scale_ : ndarray of shape (2,)
-        Mean and standard deviation over the training rows of the reconstruction
+        Median and 1.4826 * MAD over the training rows of the reconstruction
         error and of the neighbour distance (set with ``reference_codes_``).
 
     See Also
