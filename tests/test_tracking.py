@@ -607,3 +607,13 @@ def test_tracking_warning_as_error_fails_the_fit_and_the_run(store):
             detector.fit(X)
     assert store.client.get_run(callback.run_id_).info.status == "FAILED"
     np.testing.assert_array_equal(detector.score_samples(X), before)
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs an unwritable /proc")
+def test_an_unusable_sqlite_store_warns_at_once_and_the_fit_carries_on(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////proc/mlflow.db")
+    start = time.perf_counter()
+    with pytest.warns(tracking.TrackingWarning, match="cannot open the SQLite tracking store"):
+        detector = AEDetector(**SMALL, callbacks=[tracking.MLflowCallback()]).fit(make_data())
+    assert time.perf_counter() - start < 20  # MLflow alone retries for about 100 s
+    assert detector.n_iter_ == SMALL["max_iter"]

@@ -7,7 +7,13 @@ import warnings
 from .. import _fitting
 from .._fitting import user_stacklevel
 from .._training import Callback
-from ._store import TrackingWarning, _http_limits, get_experiment_id, get_tracking_uri
+from ._store import (
+    TrackingWarning,
+    _http_limits,
+    check_sqlite_store,
+    get_experiment_id,
+    get_tracking_uri,
+)
 
 #: Run tag naming the detector whose fit a run holds.
 DETECTOR_TAG = "aedetect.detector"
@@ -190,7 +196,11 @@ class MLflowCallback(Callback):
         active = mlflow.active_run()
         client = self.client
         if client is None:
-            client = MlflowClient(mlflow.get_tracking_uri() if active else get_tracking_uri())
+            uri = mlflow.get_tracking_uri() if active else get_tracking_uri()
+            check_sqlite_store(uri)  # before the client: MLflow would retry for ~100 s
+            client = MlflowClient(uri)
+        else:
+            check_sqlite_store(client.tracking_uri)
         log.client = client
         self.tracking_uri_ = client.tracking_uri
         target = self.run_id

@@ -80,6 +80,25 @@ def get_tracking_uri():
     return _default_store_uri()
 
 
+def check_sqlite_store(uri):
+    """Fail at once, with ``OSError``, when ``uri`` is a SQLite store that cannot be
+    opened (a directory that is missing or not writable): MLflow would retry for about
+    100 s before giving up. Other URIs are left to MLflow (HTTP calls are bounded by
+    :func:`_http_limits`)."""
+    import sqlite3
+
+    if not str(uri).startswith("sqlite:///"):
+        return
+    path = Path(str(uri)[len("sqlite:///"):].split("?")[0])
+    if str(path) in ("", ":memory:"):
+        return
+    try:
+        sqlite3.connect(f"file:{path}?mode=rwc", uri=True, timeout=5).close()
+    except sqlite3.Error as exc:
+        raise OSError(f"cannot open the SQLite tracking store {path} ({exc}); check that "
+                      "its directory exists and is writable") from None
+
+
 def get_experiment_id(client=None, name=None):
     """Id of the experiment ``name``, created when missing (never experiment 0).
 
