@@ -80,6 +80,23 @@ def test_combined_is_the_sum_of_the_standardized_terms(combined, blobs):
     assert auc["combined"] > max(auc["reconstruction"], auc["latent"]) + 0.02
 
 
+def test_combined_centre_and_scale_are_the_robust_statistics_of_the_training_terms(
+        combined, blobs):
+    X, _ = blobs
+    error = combined.error_map(X).mean(axis=1)
+    codes = combined.transform(X) / combined.code_scale_
+    # each training row measured against the other training codes
+    distance = -knn_scores(codes, combined.reference_codes_, k=5, skip_nearest=True)
+    terms = np.column_stack([error, distance])
+    median = np.median(terms, axis=0)
+    mad = 1.4826 * np.median(np.abs(terms - median), axis=0)
+    assert combined.combined_center_.shape == combined.combined_scale_.shape == (2,)
+    # torch's median of an even count is the lower middle value: compare loosely
+    np.testing.assert_allclose(combined.combined_center_, median, rtol=2e-2)
+    np.testing.assert_allclose(combined.combined_scale_, mad, rtol=2e-2)
+    assert not np.allclose(combined.combined_scale_, terms.std(axis=0), rtol=0.05)
+
+
 def test_row_alone_scores_as_in_a_batch(combined, blobs):
     X, _ = blobs
     for score_type in ("latent", "combined"):

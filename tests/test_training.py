@@ -12,7 +12,7 @@ from sklearn.utils import check_random_state
 
 from aedetect import AAEDetector, AEDetector, VAEDetector
 from aedetect._fitting import validation_split
-from aedetect._training import Callback, EarlyStopping, Trainer, batch_indices
+from aedetect._training import Callback, DivergenceGuard, EarlyStopping, Trainer, batch_indices
 
 
 @pytest.fixture(scope="module")
@@ -245,3 +245,130 @@ def test_trainer_trains_any_model_with_the_contract():
     np.testing.assert_allclose(model.mu.detach().numpy(), X.mean(dim=0).numpy(), atol=0.15)
     assert history[-1]["val_loss"] < history[0]["val_loss"]
     assert math.isfinite(history[-1]["loss"])
+
+
+# ----------------------------------------------------- gaps found by mutation testing
+def test_denoising_corrupts_the_training_inputs(blobs):
+    clean = AEDetector(max_iter=5, random_state=0).fit(blobs)
+    noisy = AEDetector(max_iter=5, random_state=0, noise=2.0).fit(blobs)
+    assert noisy.loss_curve_ != clean.loss_curve_
+    assert noisy.loss_curve_[-1] > clean.loss_curve_[-1]  # the inputs are harder to rebuild
+
+
+def test_early_stopping_needs_a_strict_improvement():
+    trainer = type("T", (), {"model": torch.nn.Linear(1, 1), "stop_training": False})()
+    stopping = EarlyStopping(tol=0.0, patience=2)
+    stopping.on_train_begin(trainer)
+    for epoch in (1, 2, 3):
+        stopping.on_epoch_end(trainer, {"epoch": epoch, "loss": 1.0})
+    assert stopping.best_epoch == 1 and trainer.stop_training
+    stopping.on_train_end(trainer, None)
+    assert stopping._best_state is None
+
+
+def test_divergence_messages_name_the_detector_or_the_model():
+    class Exploding(torch.nn.Module):
+        def training_step(self, inputs, target, y, optimizers, generator):
+            return {"loss": torch.tensor(float("inf"))}
+
+        def validation_loss(self, x):
+            return x.sum(dim=1)
+
+    trainer = Trainer(max_iter=2, batch_size=4, generator=torch.Generator(),
+                      callbacks=[DivergenceGuard()], chunk_rows=8)
+    with pytest.raises(ValueError, match="Training of model diverged at epoch 1"):
+        trainer.fit(Exploding(), {}, torch.zeros(8, 2))
+    with pytest.raises(ValueError, match="Training of AEDetector diverged"):
+        AEDetector(learning_rate_init=1e36, max_iter=20).fit(np.random.RandomState(0).rand(50, 3))
+
+
+def test_aae_step_reports_the_discriminators_accuracy_and_advantage():
+    from aedetect.losses import discriminator_advantage
+    from aedetect.models import AdversarialAutoencoder
+    from aedetect.priors import NormalPrior
+
+    class Far(torch.nn.Module):  # codes far from the prior: an easy discriminator
+        def __init__(self):
+            super().__init__()
+            self.bias = torch.nn.Parameter(torch.full((2,), 100.0))
+
+        def forward(self, x):
+            return x[:, :2] * 0 + self.bias
+
+    discriminator = torch.nn.Sequential(torch.nn.Linear(2, 1), torch.nn.Flatten(0))
+    with torch.no_grad():
+        discriminator[0].weight.fill_(-0.05)
+        discriminator[0].bias.fill_(3.0)
+    model = AdversarialAutoencoder(Far(), torch.nn.Linear(2, 4), discriminator,
+                                   NormalPrior(2, 1.0), n_features=4, latent_dim=2)
+    x = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(1)
+    prior_draws = NormalPrior(2, 1.0).sample(64, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        real, fake = discriminator(prior_draws), discriminator(Far()(x))
+    losses = model.training_step(x, x, None, model.configure_optimizers(1e-3, 0.0), generator)
+    assert float(losses["discriminator_accuracy"]) == 1.0
+    expected = float(discriminator_advantage(real, fake).mean())
+    assert float(losses["discriminator_advantage"]) == pytest.approx(expected, rel=1e-5)
+    zero = discriminator_advantage(torch.zeros(8), torch.zeros(8))
+    np.testing.assert_allclose(zero.numpy(), 0.0, atol=1e-7)
+
+
+def test_conditional_aae_with_early_stopping(blobs):
+    y = np.arange(len(blobs)) % 3
+    detector = AAEDetector(conditional=True, latent_dim=2, early_stopping=True, max_iter=3,
+                           random_state=0).fit(blobs, y)
+    assert all(math.isfinite(record["val_loss"]) for record in detector.history_)
+
+
+def test_the_prior_bank_is_the_same_for_every_fit(blobs):
+    first = AAEDetector(early_stopping=True, max_iter=1, random_state=0).fit(blobs)
+    second = AAEDetector(early_stopping=True, max_iter=1, random_state=1).fit(blobs)
+    assert torch.equal(first.module_.prior_bank, second.module_.prior_bank)
+
+
+def test_adam_falls_back_when_fused_is_refused(monkeypatch):
+    from aedetect.models import base
+
+    real = torch.optim.Adam
+
+    def no_fused(parameters, fused=False, **options):
+        if fused:
+            raise RuntimeError("fused=True is not supported here")
+        return real(parameters, **options)
+
+    monkeypatch.setattr(base.torch.optim, "Adam", no_fused)
+    optimizer = base.adam(torch.nn.Linear(2, 2).parameters(), 0.01)
+    assert optimizer.defaults["lr"] == 0.01 and not optimizer.defaults.get("fused")
+
+
+def test_a_score_type_a_model_does_not_know_is_named(blobs):
+    detector = AEDetector(max_iter=1, random_state=0).fit(blobs)
+    with pytest.raises(ValueError, match=r"score_type='elbo' is not one of .* for "
+                                         r"AutoencoderModel"):
+        detector.module_.score(torch.zeros(2, 8), "elbo")
+
+
+def test_vae_reference_codes_are_capped_and_seeded(monkeypatch, blobs):
+    import aedetect.models.neighbours
+
+    monkeypatch.setattr(aedetect.models.neighbours, "MAX_REFERENCE_CODES", 50)
+    first = VAEDetector(score_type="latent", max_iter=2, random_state=0).fit(blobs)
+    second = VAEDetector(score_type="latent", max_iter=2, random_state=0).fit(blobs)
+    assert first.reference_codes_.shape == (50, first.latent_dim_)
+    np.testing.assert_array_equal(first.reference_codes_, second.reference_codes_)
+
+
+def test_a_gpu_fit_unpickles_on_the_cpu_with_a_warning(blobs, monkeypatch):
+    import pickle
+
+    detector = AEDetector(max_iter=2, random_state=0).fit(blobs)
+    state = dict(detector.__getstate__())
+    state["device_"] = torch.device("cuda", 0)  # as pickled on a GPU machine
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    restored = AEDetector.__new__(AEDetector)
+    with pytest.warns(UserWarning, match="fitted on cuda:0, which is not available"):
+        restored.__setstate__(state)
+    assert restored.device_.type == "cpu"
+    np.testing.assert_array_equal(restored.score_samples(blobs), detector.score_samples(blobs))
+    assert pickle.loads(pickle.dumps(restored)).device_.type == "cpu"
