@@ -11,10 +11,15 @@ import inspect  # noqa: E402
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from hypothesis import settings  # noqa: E402
 
 import aedetect  # noqa: E402
 from aedetect import _device  # noqa: E402
 from aedetect._base import BaseAutoencoderDetector  # noqa: E402
+
+# Property and fuzz tests draw the same examples on every run (CI must not be flaky).
+settings.register_profile("aedetect", derandomize=True, deadline=None)
+settings.load_profile("aedetect")
 
 # The test networks are tiny: one thread is faster than two and does not oversubscribe
 # the CPU when other processes run beside the tests.

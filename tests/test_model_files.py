@@ -190,7 +190,10 @@ def test_fuzzed_weights_raise_only_value_errors(saved, tmp_path, data):
         loaded = load_detector(path)
     except ValueError:
         return
-    assert np.all(np.isfinite(loaded.score_samples(X)))  # a harmless flip in a weight
+    try:  # a flip inside a weight loads: its scores are finite, or refused by row
+        assert np.all(np.isfinite(loaded.score_samples(X)))
+    except ValueError as error:
+        assert "cannot be scored" in str(error)
 
 
 def test_saving_is_atomic_and_never_overwrites(saved, tmp_path, monkeypatch):
