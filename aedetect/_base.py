@@ -13,6 +13,8 @@ loses nothing, and ``score_samples`` from another thread during a fit scores the
 previous model.
 """
 
+from abc import ABCMeta, abstractmethod
+
 import numpy as np
 import torch
 from sklearn.base import (
@@ -36,7 +38,7 @@ def _state(estimator, fitted):
 
 
 class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin,
-                              BaseEstimator):
+                              BaseEstimator, metaclass=ABCMeta):
     """Base class of the autoencoder detectors. Not for direct use.
 
     See :class:`aedetect.AEDetector` for the parameters shared by every detector.
@@ -44,7 +46,6 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
 
     _parameter_constraints = constraints(SHARED_PARAMETERS)
 
-    # ------------------------------------------------------------------ fit
     def fit(self, X, y=None):
         """Fit the autoencoder on ``X`` and set the threshold ``offset_``.
 
@@ -75,10 +76,10 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         return scores
 
     # ------------------------------------------------- hooks of the detectors
+    @abstractmethod
     def _build_model(self):
         """The detector's model (built on the CPU, initial weights drawn from the seeded
         global CPU generator; see :func:`aedetect._device.build_seeded`)."""
-        raise NotImplementedError
 
     def _validate_target(self, y, n_samples):
         """Targets are ignored unless a detector uses them (``AAEDetector``)."""
@@ -131,7 +132,6 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
                                lambda start, stop: codes[start:stop].to(self.device_), host=True)
         return _data.Scaling(self.center_, self.scale_).inverse(out.reshape(codes.shape[0], -1))
 
-    # ------------------------------------------------------------ public
     def score_samples(self, X):
         """Normality score of each row: higher means more normal.
 
@@ -283,7 +283,6 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         """Columns of ``transform``: the code size (named by ``get_feature_names_out``)."""
         return self.latent_dim_
 
-    # ----------------------------------------------------------- pickling
     def __getstate__(self):
         """Pickle with every tensor and module on the CPU, so a GPU fit loads anywhere."""
         state = super().__getstate__()

@@ -4,6 +4,8 @@ A model never validates input, scales data or moves it between devices: it recei
 float32 tensors of scaled samples, shaped ``(n, *input_shape)``, on its device.
 """
 
+from abc import ABCMeta, abstractmethod
+
 import torch
 from torch import nn
 
@@ -49,7 +51,7 @@ def optimizer_step(optimizer, loss):
     optimizer.step()
 
 
-class DetectorModel(nn.Module):
+class DetectorModel(nn.Module, metaclass=ABCMeta):
     """Base class of the models: the contract the trainer and the estimators rely on.
 
     Training (called by :class:`aedetect._training.Trainer`):
@@ -86,13 +88,28 @@ class DetectorModel(nn.Module):
         return {"main": adam(self.parameters(), learning_rate, weight_decay)}
 
     def training_step(self, inputs, target, y, optimizers, generator):
+        """One step of ``"main"`` on the ``"loss"`` of ``self.training_losses(inputs,
+        target, y, generator)`` (a dict of 0-d tensors), which a model with one
+        optimizer defines; a model with several phases overrides this step instead."""
         losses = self.training_losses(inputs, target, y, generator)
         optimizer_step(optimizers["main"], losses["loss"])
         return {name: value.detach() for name, value in losses.items()}
 
-    def training_losses(self, inputs, target, y, generator):
-        """Dict of 0-d loss tensors of one batch, ``"loss"`` the one to minimize."""
-        raise NotImplementedError
+    @abstractmethod
+    def validation_loss(self, x):
+        """Per-row loss of held-out rows, in the units of the training ``"loss"``."""
+
+    @abstractmethod
+    def score(self, x, score_type, exclude_self=False):
+        """Per-row score, higher is more normal."""
+
+    @abstractmethod
+    def encode(self, x):
+        """The latent code of each row."""
+
+    @abstractmethod
+    def reconstruct(self, x):
+        """The decoder's mean for each row, in the scaled space."""
 
     def calibrate(self, apply, rng, score_type):
         """Fit the score's buffers on the training rows (nothing to fit by default)."""
