@@ -95,7 +95,6 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
     def _scaling_rule(self):
         return _structure.scaling_rule(self)
 
-    # ---------------------------------------------------- data boundary
     def _chunk_rows(self, model=None, copies=None):
         """Rows per inference chunk within the memory budget (see ``_data.chunk_rows``)."""
         model = self.module_ if model is None else model

@@ -1,6 +1,5 @@
 """Tracked training: :class:`MLflowCallback` and the :func:`autolog` switch."""
 
-import sys
 import time
 import warnings
 
