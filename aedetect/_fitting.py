@@ -70,7 +70,8 @@ def _train_and_calibrate(detector, rows, y, callbacks):
                                feature_names=getattr(detector, "feature_names_in_", None))
     train, val = validation_split(detector, rows.shape[0], rng)
     device = detector.device_
-    clipped = np.clip(scaled, -TRAINING_CLIP, TRAINING_CLIP)
+    clipped = (np.clip(scaled, -TRAINING_CLIP, TRAINING_CLIP)
+               if np.abs(scaled).max() > TRAINING_CLIP else scaled)  # no copy when in range
     X_train = torch.as_tensor(clipped[train], device=device)
     X_val = None if val is None else torch.as_tensor(clipped[val], device=device)
     y_train = None if y is None else torch.as_tensor(y[train], device=device)
