@@ -617,3 +617,12 @@ def test_an_unusable_sqlite_store_warns_at_once_and_the_fit_carries_on(monkeypat
         detector = AEDetector(**SMALL, callbacks=[tracking.MLflowCallback()]).fit(make_data())
     assert time.perf_counter() - start < 20  # MLflow alone retries for about 100 s
     assert detector.n_iter_ == SMALL["max_iter"]
+
+
+def test_a_sqlite_store_in_a_new_directory_is_created(monkeypatch, tmp_path):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'new' / 'mlflow.db'}")
+    callback = tracking.MLflowCallback(log_plots=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", tracking.TrackingWarning)
+        AEDetector(**SMALL, callbacks=[callback]).fit(make_data())
+    assert callback.run_id_ and (tmp_path / "new" / "mlflow.db").is_file()

@@ -82,7 +82,7 @@ def get_tracking_uri():
 
 def check_sqlite_store(uri):
     """Fail at once, with ``OSError``, when ``uri`` is a SQLite store that cannot be
-    opened (a directory that is missing or not writable): MLflow would retry for about
+    opened (a directory that cannot be created or written): MLflow would retry for about
     100 s before giving up. Other URIs are left to MLflow (HTTP calls are bounded by
     :func:`_http_limits`)."""
     import sqlite3
@@ -93,8 +93,9 @@ def check_sqlite_store(uri):
     if str(path) in ("", ":memory:"):
         return
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)  # as MLflow does
         sqlite3.connect(f"file:{path}?mode=rwc", uri=True, timeout=5).close()
-    except sqlite3.Error as exc:
+    except (OSError, sqlite3.Error) as exc:
         raise OSError(f"cannot open the SQLite tracking store {path} ({exc}); check that "
                       "its directory exists and is writable") from None
 
