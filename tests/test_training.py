@@ -372,3 +372,103 @@ def test_a_gpu_fit_unpickles_on_the_cpu_with_a_warning(blobs, monkeypatch):
     assert restored.device_.type == "cpu"
     np.testing.assert_array_equal(restored.score_samples(blobs), detector.score_samples(blobs))
     assert pickle.loads(pickle.dumps(restored)).device_.type == "cpu"
+
+
+# ------------------------------------------------ second round of mutation survivors
+def test_robust_center_scale_and_its_fallbacks():
+    from aedetect.models.base import robust_center_scale
+
+    values = torch.tensor([[0.0, 5.0, 1.0], [0.0, 5.0, 2.0], [0.0, 5.0, 3.0], [0.0, 5.0, 4.0],
+                           [1.0, 5.0, 100.0]])
+    center, scale = robust_center_scale(values)
+    np.testing.assert_allclose(center.numpy(), [0.0, 5.0, 3.0])
+    # MAD 0 -> population std (0.4); constant -> 1; else 1.4826 * MAD (MAD of col 3 is 1)
+    np.testing.assert_allclose(scale.numpy(), [0.4, 1.0, 1.4826], rtol=1e-6)
+    _, two = robust_center_scale(torch.tensor([[0.0], [4.0]]))  # MAD of two rows is 0
+    assert float(two[0]) == pytest.approx(2.0)  # their population std
+
+
+def test_aae_reconstruction_variance_is_the_median_training_error():
+    model = AAEDetector(max_iter=1, random_state=0).fit(np.random.RandomState(0).rand(40, 4)
+                                                         ).module_
+
+    class Rows:
+        n_rows = 5
+
+        def __call__(self, function, index=None):
+            return torch.tensor([0.01, 0.02, 0.005, 9.0, 0.01])
+
+    model.calibrate(Rows(), None, "combined")
+    assert float(model.reconstruction_variance) == pytest.approx(0.01)
+
+
+def test_aae_step_trims_the_reconstruction_loss():
+    from aedetect.models import AdversarialAutoencoder
+    from aedetect.priors import NormalPrior
+
+    encoder, decoder = torch.nn.Linear(4, 2), torch.nn.Linear(2, 4)
+    model = AdversarialAutoencoder(encoder, decoder, torch.nn.Sequential(
+        torch.nn.Linear(2, 1), torch.nn.Flatten(0)), NormalPrior(2, 1.0), n_features=4,
+        latent_dim=2, trim_fraction=0.5)
+    x = torch.randn(8, 4, generator=torch.Generator().manual_seed(0))
+    x[0] += 100.0
+    with torch.no_grad():
+        errors = (decoder(encoder(x)) - x).pow(2).mean(dim=1)
+    kept = errors.sort().values[:4].mean()
+    losses = model.training_step(x, x, None, model.configure_optimizers(1e-3, 0.0),
+                                 torch.Generator().manual_seed(0))
+    assert float(losses["reconstruction"]) == pytest.approx(float(kept), rel=1e-5)
+
+
+def test_every_end_hook_runs_and_batches_are_numbered(blobs):
+    class NoEndHook:
+        def on_epoch_end(self, trainer, record):
+            pass
+
+    recorder, batches = Recorder(), []
+
+    class Batches(Callback):
+        def on_batch_end(self, trainer, batch, losses):
+            batches.append(batch)
+
+    AEDetector(max_iter=1, batch_size=100, random_state=0,
+               callbacks=[NoEndHook(), Batches(), recorder]).fit(blobs)
+    assert batches == [0, 1, 2, 3]
+    assert recorder.events[-2:] == ["train_end None", "fit_end None"]
+
+
+def test_epoch_times_are_durations(blobs):
+    detector = AEDetector(max_iter=3, random_state=0).fit(blobs)
+    assert all(0 <= record["time"] < 60 for record in detector.history_)
+
+
+def test_explosion_is_relative_to_the_first_loss():
+    trainer = type("T", (), {"estimator": None})()
+    guard = DivergenceGuard()
+    guard.on_train_begin(trainer)
+    guard.on_epoch_end(trainer, {"epoch": 1, "loss": 10.0})
+    guard.on_epoch_end(trainer, {"epoch": 2, "loss": 5000.0})  # 500x: below 1000x
+    with pytest.raises(ValueError, match="exploded from 10 at epoch 1"):
+        guard.on_epoch_end(trainer, {"epoch": 3, "loss": 20000.0})
+
+
+def test_patience_counts_from_the_last_improvement():
+    trainer = type("T", (), {"model": torch.nn.Linear(1, 1), "stop_training": False})()
+    stopping = EarlyStopping(patience=2)
+    assert EarlyStopping().tol == 1e-4
+    stopping.on_train_begin(trainer)
+    for epoch, loss in enumerate([1.0, 0.5, 0.5], start=1):
+        stopping.on_epoch_end(trainer, {"epoch": epoch, "loss": loss})
+        assert not trainer.stop_training
+    stopping.on_epoch_end(trainer, {"epoch": 4, "loss": 0.5})
+    assert trainer.stop_training and stopping.best_epoch == 2
+
+
+def test_vae_validation_loss_is_per_row(blobs):
+    detector = VAEDetector(max_iter=5, random_state=0).fit(blobs)
+    x = torch.as_tensor(((blobs - detector.center_) / detector.scale_).astype(np.float32))
+    with torch.no_grad():
+        per_row = detector.module_.validation_loss(x).numpy()
+        elbo = (detector.module_.score(x, "elbo") + detector.module_.log_unit_change).numpy()
+    assert per_row.shape == (len(blobs),)
+    np.testing.assert_allclose(per_row, -elbo, rtol=1e-4, atol=1e-4)
