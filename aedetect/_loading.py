@@ -202,8 +202,6 @@ ATTRIBUTE_CHECKS = {
     "_sklearn_output_config": (lambda v: isinstance(v, dict) and all(
         isinstance(k, str) and isinstance(x, str) for k, x in v.items()), "a dict of strings"),
 }
-#: Fitted arrays stored in the weights file.
-ARRAYS = ("center_", "scale_", "classes_")
 OPTIONAL = ("feature_names_in_", "classes_", "_sklearn_output_config")
 
 
