@@ -10,11 +10,9 @@ Writes into --out:
 and prints each model's discriminator accuracy on the last epoch and the outlier
 detection AUC of the default detector on digits 0-4 with 5 % of sevens mixed in.
 
-Run: ``python examples/aae_digits.py --out aae_out`` (about a minute on one CPU core).
+Run: ``python examples/aae_digits.py`` (figures in ``examples_out/``; about a minute on
+one CPU core).
 """
-
-import argparse
-from pathlib import Path
 
 import matplotlib
 
@@ -22,6 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _common import fit_options, output_folder, parser  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
@@ -31,13 +30,8 @@ from aedetect.datasets import load_digits_outliers  # noqa: E402
 PRIORS = ("normal", "uniform", "mixture")
 
 
-def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("aae_digits_out"),
-                        help="folder for the PNG files (created if missing)")
-    parser.add_argument("--max-iter", type=int, default=100, help="epochs per model")
-    parser.add_argument("--seed", type=int, default=0)
-    return parser.parse_args()
+def parse_args(argv=None):
+    return parser(__doc__, max_iter=100).parse_args(argv)
 
 
 def prior_draws(detector, n_draws, seed):
@@ -82,12 +76,12 @@ def plot_images(images, n_rows, path, title, row_labels=None):
     plt.close(figure)
 
 
-def main():
-    args = parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
+def main(argv=None):
+    args = parse_args(argv)
+    output_folder(args)
     torch.set_num_threads(1)  # tiny networks: one thread is fastest
     X, y = load_digits(return_X_y=True)
-    common = dict(latent_dim=2, batch_size=128, max_iter=args.max_iter, random_state=args.seed)
+    common = dict(latent_dim=2, batch_size=128, **fit_options(args))
 
     models = {prior: AAEDetector(prior=prior, **common).fit(X) for prior in PRIORS}
     for prior, detector in models.items():
@@ -96,17 +90,17 @@ def main():
               f"last epoch {accuracy:.2f} (0.5 = it cannot tell codes from prior draws)")
     plot_latent(models, X, y, args.out / "aae_latent.png")
 
-    samples = models["normal"].sample(100, random_state=args.seed)
+    samples = models["normal"].sample(100, random_state=args.random_state)
     plot_images(samples, 10, args.out / "aae_samples.png", "Decoded draws of the normal prior")
 
     conditional = AAEDetector(conditional=True, **common).fit(X, y)
     labels = np.repeat(conditional.classes_, 10)
-    samples = conditional.sample(len(labels), y=labels, random_state=args.seed)
+    samples = conditional.sample(len(labels), y=labels, random_state=args.random_state)
     plot_images(samples, 10, args.out / "aae_conditional.png",
                 "conditional=True: one row of samples per class", row_labels=conditional.classes_)
 
     X_out, y_out = load_digits_outliers()
-    detector = AAEDetector(random_state=args.seed).fit(X_out)
+    detector = AAEDetector(**fit_options(args)).fit(X_out)  # defaults at --max-iter 100
     for score_type in ("combined", "reconstruction", "latent"):
         scores = detector.set_params(score_type=score_type).score_samples(X_out)
         print(f"digits 0-4 with 5% sevens, score_type={score_type!r}: "

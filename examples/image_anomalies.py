@@ -6,37 +6,22 @@ anomalous, with the per-pixel error maps (``error_map``) of the anomalous ones: 
 show where the reconstruction fails. Prints the AUC-ROC of telling the other classes
 from the trained one. Saves ``anomalies.png``.
 
-    python examples/image_anomalies.py --out results/                  # digits, class 0
-    python examples/image_anomalies.py --dataset fashion-mnist --normal-class 7 --out results/
+    python examples/image_anomalies.py                                 # digits, class 0
+    python examples/image_anomalies.py --dataset fashion-mnist --normal-class 7
     python examples/image_anomalies.py --dataset fashion-mnist --data-dir DIR --out results/
-"""
 
-import argparse
-from pathlib import Path
+``--max-train`` caps the training images of the class.
+"""
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from sklearn.datasets import load_digits  # noqa: E402
+from _common import fit_options, load_images, output_folder, parser  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from aedetect import AEDetector  # noqa: E402
-from aedetect.datasets import FASHION_MNIST_CLASSES, load_fashion_mnist  # noqa: E402
-
-DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "fashion-mnist"
-
-
-def load_images(args):
-    """(train images, train labels, test images, test labels, class names), pixels in [0, 1]."""
-    if args.dataset == "digits":
-        digits = load_digits()
-        images, labels = digits.images / 16.0, digits.target
-        return images[:1200], labels[:1200], images[1200:], labels[1200:], list(map(str, range(10)))
-    X_train, y_train = load_fashion_mnist(args.data_dir, "train")
-    X_test, y_test = load_fashion_mnist(args.data_dir, "test")
-    return X_train, y_train, X_test, y_test, list(FASHION_MNIST_CLASSES)
 
 
 def show(axes, images, titles, cmap="gray", vmax=1.0):
@@ -48,23 +33,15 @@ def show(axes, images, titles, cmap="gray", vmax=1.0):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("."), help="folder for the PNG")
-    parser.add_argument("--dataset", choices=("digits", "fashion-mnist"), default="digits")
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--normal-class", type=int, default=0)
-    parser.add_argument("--max-train", type=int, default=0,
-                        help="training images of the class, 0 for all")
-    parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--show", type=int, default=8, help="images per row")
-    parser.add_argument("--device", default="auto")
-    args = parser.parse_args(argv)
+    parse = parser(__doc__, max_iter=40, images=True)
+    parse.add_argument("--normal-class", type=int, default=0, help="the class trained on")
+    parse.add_argument("--show", type=int, default=8, help="images per row")
+    args = parse.parse_args(argv)
 
-    X_train, y_train, X_test, y_test, names = load_images(args)
+    X_train, y_train, X_test, y_test, names = load_images(args, limit=False)
     normal = X_train[y_train == args.normal_class][: args.max_train or None]
     detector = AEDetector(architecture="conv", conv_channels=(32, 64), latent_dim=16,
-                          max_iter=args.epochs, batch_size=64, device=args.device,
-                          random_state=0).fit(normal)
+                          batch_size=64, **fit_options(args)).fit(normal)
     scores = detector.score_samples(X_test)  # higher = more normal
     auc = roc_auc_score(y_test != args.normal_class, -scores)
     print(f"Trained on {len(normal)} images of class {names[args.normal_class]!r} for "
@@ -81,8 +58,7 @@ def main(argv=None):
         ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
     fig.suptitle(f"Trained on {names[args.normal_class]!r} only: AUC-ROC {auc:.3f}", fontsize=9)
     fig.tight_layout()
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "anomalies.png"
+    path = output_folder(args) / "anomalies.png"
     fig.savefig(path, dpi=120)
     plt.close(fig)
     print(f"Saved {path}")

@@ -9,32 +9,25 @@ saves two figures into ``--out``:
 
 Run::
 
-    python examples/vae_digits_manifold.py --out vae_out
+    python examples/vae_digits_manifold.py              # figures in examples_out/
 """
-
-import argparse
-import tempfile
-from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from _common import fit_options, output_folder, parser  # noqa: E402
 from scipy.stats import norm  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 
 from aedetect import VAEDetector  # noqa: E402
 
 
-def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=None,
-                        help="folder for the PNG files (default: a new temporary folder)")
-    parser.add_argument("--max-iter", type=int, default=150, help="training epochs")
-    parser.add_argument("--grid", type=int, default=15, help="grid points per latent axis")
-    parser.add_argument("--random-state", type=int, default=0)
-    return parser.parse_args()
+def parse_args(argv=None):
+    parse = parser(__doc__, max_iter=150)
+    parse.add_argument("--grid", type=int, default=15, help="grid points per latent axis")
+    return parse.parse_args(argv)
 
 
 def manifold_figure(detector, n_grid):
@@ -74,15 +67,13 @@ def codes_figure(codes, digits):
     return fig
 
 
-def main():
-    args = parse_args()
-    out = args.out or Path(tempfile.mkdtemp(prefix="aedetect_vae_"))
-    out.mkdir(parents=True, exist_ok=True)
+def main(argv=None):
+    args = parse_args(argv)
+    out = output_folder(args)
     digits = load_digits()
     X = digits.data / 16.0  # pixels in [0, 1] for the Bernoulli likelihood
     detector = VAEDetector(likelihood="bernoulli", latent_dim=2, hidden_layer_sizes=(128, 64),
-                           batch_size=64, max_iter=args.max_iter, n_iter_no_change=25,
-                           random_state=args.random_state).fit(X)
+                           batch_size=64, n_iter_no_change=25, **fit_options(args)).fit(X)
     last = detector.history_[-1]
     print(f"{detector.n_iter_} epochs: reconstruction {last['reconstruction']:.2f} nats, "
           f"KL {last['kl']:.2f} nats per image")

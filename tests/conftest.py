@@ -39,6 +39,17 @@ def public_detectors():
 DETECTORS = public_detectors()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _run_outside_the_checkout(tmp_path_factory):
+    """Every test runs with a temporary working directory, so nothing a test leaves
+    behind (the default MLflow store, saved models, figures) lands in the checkout.
+    Session scope: module-scoped fixtures are covered too."""
+    before = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    yield
+    os.chdir(before)
+
+
 @pytest.fixture(params=DETECTORS, ids=lambda cls: cls.__name__)
 def detector_class(request):
     """Each public detector class in turn."""
