@@ -16,6 +16,8 @@ previous model.
 from abc import ABCMeta, abstractmethod
 
 import numpy as np
+import pandas as pd
+import sklearn
 import torch
 from sklearn.base import (
     BaseEstimator,
@@ -28,7 +30,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _data, _device, _fitting, _structure
 from ._params import SHARED_PARAMETERS, constraints
-from .thresholds import labels_from_decision
+from ._calibration import CalibrationMixin
+from .thresholds import labels_from_decision, training_threshold
 
 
 def _state(estimator, fitted):
@@ -37,8 +40,8 @@ def _state(estimator, fitted):
             if (name.endswith("_") and not name.startswith("__")) == fitted}
 
 
-class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin,
-                              BaseEstimator, metaclass=ABCMeta):
+class BaseAutoencoderDetector(CalibrationMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin,
+                              OutlierMixin, BaseEstimator, metaclass=ABCMeta):
     """Base class of the autoencoder detectors. Not for direct use.
 
     See :class:`aedetect.AEDetector` for the parameters shared by every detector.
@@ -71,6 +74,7 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         fitted = object.__new__(type(self))
         fitted.__dict__.update(_state(self, fitted=False))
         scores = _fitting.fit_fresh(fitted, X, y)
+        fitted.threshold_ = training_threshold(fitted.contamination, np.isfinite(scores).sum())
         # one step: other threads see the old or the new fit, never a mix
         self.__dict__ = {**_state(self, fitted=False), **_state(fitted, fitted=True)}
         return scores
@@ -246,8 +250,8 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         check_is_fitted(self)
         rows, sample_shape = _data.validate_samples(self, X, reset=False)
         scaled = self._inference(self.module_.reconstruct, rows).reshape(rows.shape[0], -1)
-        return _data.shaped(_data.Scaling(self.center_, self.scale_).inverse(scaled),
-                            sample_shape)
+        return self._like_input(_data.shaped(
+            _data.Scaling(self.center_, self.scale_).inverse(scaled), sample_shape), X)
 
     def error_map(self, X):
         """Squared reconstruction error of every value (pixel) of every sample.
@@ -275,7 +279,18 @@ class BaseAutoencoderDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         rows, sample_shape = _data.validate_samples(self, X, reset=False)
         model = self.module_
         errors = self._inference(lambda x: (model.reconstruct(x) - x).pow(2), rows)
-        return _data.shaped(errors.reshape(rows.shape[0], -1), sample_shape)
+        return self._like_input(_data.shaped(errors.reshape(rows.shape[0], -1), sample_shape),
+                                X)
+
+    def _like_input(self, values, X):
+        """``values`` (shaped like ``X``) as a DataFrame with ``X``'s index and columns
+        when ``X`` is a DataFrame and ``set_output(transform="pandas")`` (or the global
+        ``transform_output``) asks for pandas; else as they are."""
+        wanted = getattr(self, "_sklearn_output_config", {}).get(
+            "transform", sklearn.get_config()["transform_output"])
+        if wanted != "pandas" or not isinstance(X, pd.DataFrame):
+            return values
+        return pd.DataFrame(values, index=X.index, columns=X.columns)
 
     @property
     def _n_features_out(self):

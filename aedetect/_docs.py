@@ -130,6 +130,17 @@ SHARED_ATTRIBUTES_DOC = """\
         The ``score_type`` that ``offset_`` was set for; ``predict`` and
         ``decision_function`` raise when ``score_type`` has been changed since.
 
+    threshold_ : dict
+        How ``offset_`` was set, and on how many rows: ``{'method': 'auto',
+        'n_rows': n}`` or ``{'method': 'contamination', 'contamination': c,
+        'n_rows': n}`` in ``fit`` (training rows); ``{'method': 'fpr', 'fpr': f,
+        'n_rows': n}`` after ``calibrate`` (held-out normal rows).
+
+    calibration_scores_ : ndarray of shape (n_calibration,)
+        Sorted scores of the rows passed to ``calibrate``, against which
+        ``p_values`` and ``predict_fdr`` measure new rows. Only after ``calibrate``;
+        ``fit`` removes it.
+
     n_features_in_ : int
         Number of values per sample seen during ``fit``: the columns of 2-D ``X``,
         or ``channels * height * width`` for images (which may then also be

@@ -17,6 +17,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
 from . import _data, _device, _structure
+from .models.base import exact_batch_norm
 from ._training import (
     Corruption,
     DivergenceGuard,
@@ -34,7 +35,9 @@ from .thresholds import contamination_offset
 GLOBAL_CALLBACKS = []
 #: Training inputs are clipped to this many robust standard deviations (scaled units):
 #: one extreme value cannot overflow float32 inside the network while it trains (it
-#: is left out of the steps by the trimmed loss anyway); scoring sees values as given.
+#: is left out of the steps by the trimmed loss anyway), and after training the
+#: encoder's batch-norm statistics are recomputed without such rows
+#: (``exact_batch_norm``); scoring sees values as given.
 TRAINING_CLIP = 1e3
 
 
@@ -70,8 +73,10 @@ def _train_and_calibrate(detector, rows, y, callbacks):
                                feature_names=getattr(detector, "feature_names_in_", None))
     train, val = validation_split(detector, rows.shape[0], rng)
     device = detector.device_
+    extreme = np.flatnonzero(np.abs(scaled.reshape(rows.shape[0], -1)).max(axis=1)
+                             > TRAINING_CLIP)
     clipped = (np.clip(scaled, -TRAINING_CLIP, TRAINING_CLIP)
-               if np.abs(scaled).max() > TRAINING_CLIP else scaled)  # no copy when in range
+               if extreme.size else scaled)  # no copy when in range
     X_train = torch.as_tensor(clipped[train], device=device)
     X_val = None if val is None else torch.as_tensor(clipped[val], device=device)
     y_train = None if y is None else torch.as_tensor(y[train], device=device)
@@ -92,6 +97,10 @@ def _train_and_calibrate(detector, rows, y, callbacks):
     detector.loss_curve_ = [record["loss"] for record in trainer.history]
     detector.best_loss_, detector.best_epoch_ = float(stopping.best_loss), stopping.best_epoch
     detector.module_ = model  # in eval mode from here on: scoring never changes it
+    if extreme.size and rows.shape[0] - extreme.size >= 2:
+        # batch-norm statistics of the rows the network can represent (see exact_batch_norm)
+        exact_batch_norm(model, TrainingRows(clipped, device, detector._chunk_rows(model)),
+                         np.setdiff1d(np.arange(rows.shape[0]), extreme))
     model.calibrate(TrainingRows(scaled, device, detector._chunk_rows(model)), rng,
                     detector.score_type)
     scores = _training_scores(detector, rows)

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ._device import build_seeded, load_device
+from .thresholds import fpr_offset, is_threshold_record
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
@@ -188,6 +189,8 @@ ATTRIBUTE_CHECKS = {
     "device_": (lambda v: isinstance(v, torch.device), "a device"),
     "offset_": (_finite_number, "a finite number"),
     "score_type_": (lambda v: isinstance(v, str), "a string"),
+    "threshold_": (is_threshold_record, "a record of how offset_ was set (see "
+                   "aedetect.thresholds.THRESHOLD_KEYS)"),
     "history_": (_history, "a list of records of numbers"),
     "n_iter_": (lambda v: isinstance(v, Integral) and not isinstance(v, bool) and v >= 0,
                 "an int >= 0"),
@@ -202,7 +205,7 @@ ATTRIBUTE_CHECKS = {
     "_sklearn_output_config": (lambda v: isinstance(v, dict) and all(
         isinstance(k, str) and isinstance(x, str) for k, x in v.items()), "a dict of strings"),
 }
-OPTIONAL = ("feature_names_in_", "classes_", "_sklearn_output_config")
+OPTIONAL = ("feature_names_in_", "classes_", "_sklearn_output_config", "threshold_")
 
 
 def _set_attributes(detector, attributes):
@@ -268,6 +271,7 @@ def _read_weights(path, detector):
               if key.startswith(ARRAY_PREFIX)}
     if not np.all(arrays["scale_"] > 0):
         raise _Refusal("tensor 'array:scale_' must be positive.")
+    _check_calibration(detector, arrays)
     state = {key[len(MODULE_PREFIX):]: value for key, value in tensors.items()
              if key.startswith(MODULE_PREFIX)}
     return state, arrays
@@ -290,7 +294,21 @@ def _expected_header(detector):
             raise _Refusal(f"the config describes no valid model ({exc}).") from None
     for key, value in model.state_dict().items():
         expected[MODULE_PREFIX + key] = (tuple(value.shape), value.dtype)
+    threshold = getattr(detector, "threshold_", None)
+    if threshold is not None and threshold["method"] == "fpr":  # calibrate's scores
+        expected[f"{ARRAY_PREFIX}calibration_scores_"] = ((threshold["n_rows"],), torch.float64)
     return expected
+
+
+def _check_calibration(detector, arrays):
+    """A calibrated ``offset_`` must be the one its sorted calibration scores give."""
+    scores = arrays.get("calibration_scores_")
+    if scores is None:
+        return
+    if np.any(np.diff(scores) < 0) or fpr_offset(
+            scores, detector.threshold_["fpr"]) != detector.offset_:
+        raise _Refusal("tensor 'array:calibration_scores_' must be sorted and give offset_ "
+                       "for threshold_['fpr']; the file was altered after calibrate.")
 
 
 def _check_header(header, expected):

@@ -128,7 +128,14 @@ def save_detector(detector, directory):
     directory : str or path-like
         Where to write ``config.json`` and ``weights.safetensors``: a new or empty
         directory (written atomically, see :func:`atomic_directory`).
+
+    A fitted ``Pipeline`` ending in a detector is saved by
+    :func:`aedetect._pipelines.save_pipeline` (preprocessing through skops).
     """
+    from ._pipelines import is_detector_pipeline, save_pipeline
+
+    if is_detector_pipeline(detector):
+        return save_pipeline(detector, directory)
     if not hasattr(detector, "module_"):
         raise ValueError(f"This {type(detector).__name__} instance is not fitted yet; call "
                          "'fit' before saving it.")
@@ -173,7 +180,11 @@ def atomic_directory(directory):
 
 def load_detector(directory, device=None):
     """Read a detector written by :func:`save_detector` (see :mod:`aedetect._loading`,
-    which checks both files before anything is used)."""
+    which checks both files before anything is used), or a pipeline written by
+    :func:`aedetect._pipelines.save_pipeline`."""
     from ._loading import load_detector as load
+    from ._pipelines import PIPELINE_FILE, load_pipeline
 
+    if (Path(directory) / PIPELINE_FILE).is_file():
+        return load_pipeline(directory, device=device)
     return load(directory, device=device)

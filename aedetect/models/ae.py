@@ -74,6 +74,26 @@ class AutoencoderModel(DetectorModel):
         error = row_squared_error(self.decoder(codes), x)
         return torch.stack([error, self.neighbours.distance(codes, exclude_self)], dim=1)
 
+    def feature_terms(self, x, score_type="reconstruction"):
+        """Minus the score per feature and, last, the code's part: squared errors over
+        the number of features (over ``combined_scale[0]`` for ``'combined'``), the
+        neighbour distance (over ``combined_scale[1]``)."""
+        self.check_score_type(score_type)
+        codes = self.encoder(x)
+        errors = (self.decoder(codes) - x).pow(2).flatten(1) / x[0].numel()
+        if score_type == "reconstruction":
+            return torch.cat([errors, errors.new_zeros(x.shape[0], 1)], dim=1)
+        distance = self.neighbours.distance(codes).unsqueeze(1)
+        if score_type == "latent":
+            return torch.cat([torch.zeros_like(errors), distance], dim=1)
+        return torch.cat([errors / self.combined_scale[0], distance / self.combined_scale[1]],
+                         dim=1)
+
+    def score_baseline(self, score_type):
+        if score_type == "combined":
+            return -float((self.combined_center / self.combined_scale).sum())
+        return 0.0
+
     def calibrate(self, apply, rng, score_type):
         """The reference codes, then the combined score's centre and scale over the
         training rows (each measured against the other codes)."""

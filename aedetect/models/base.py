@@ -74,7 +74,12 @@ class DetectorModel(nn.Module, metaclass=ABCMeta):
     - ``score(x, score_type, exclude_self=False) -> (n,)``: higher is more normal;
       ``exclude_self`` is set only while the training rows themselves are scored;
     - ``encode(x)``: the latent code; ``reconstruct(x)``: the decoder's mean, in the
-      scaled space.
+      scaled space;
+    - ``feature_terms(x, score_type) -> (n, n_features + 1)``: minus the score split
+      into one term per feature (flattened) and, last, the code's term, so that
+      ``-score(x) == feature_terms(x).sum(dim=1) + score_baseline(score_type)``
+      (used by :mod:`aedetect.explain`); ``score_baseline`` is the part that is the
+      same for every row (0 by default).
 
     ``inference_copies`` is how many decoder passes one row costs when scored (it
     sizes the inference chunks).
@@ -114,7 +119,61 @@ class DetectorModel(nn.Module, metaclass=ABCMeta):
     def calibrate(self, apply, rng, score_type):
         """Fit the score's buffers on the training rows (nothing to fit by default)."""
 
+    def score_baseline(self, score_type):
+        """The part of minus the score that is the same for every row (see
+        ``feature_terms``)."""
+        return 0.0
+
     def check_score_type(self, score_type):
         if score_type not in self.score_types:
             raise ValueError(f"score_type={score_type!r} is not one of {self.score_types} "
                              f"for {type(self).__name__}.")
+
+
+
+
+def exact_batch_norm(model, apply, index):
+    """Set the running statistics of the batch-norm layers on ``model.encode``'s path to
+    the exact mean and (unbiased) variance of their inputs over the training rows
+    ``index``, layer by layer in forward order (each layer sees the inputs the layers
+    before it now give). Layers off the encoder's path (decoder, discriminator) keep
+    theirs. ``apply(function, index=None)`` runs ``function`` over chunks of the training
+    rows (see ``calibrate``).
+
+    Training leaves each layer with a moving average of its last batches' statistics; a
+    training row so extreme that its values were clipped (see
+    ``aedetect._fitting.TRAINING_CLIP``) inflates it (a row at 1,000 standard deviations
+    adds about ``1e6 / batch_size`` to a variance), and the codes, so the latent scores,
+    move with it. The fit calls this, with the other rows, only when such rows exist.
+    """
+    norms = [module for module in model.modules()
+             if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.track_running_stats]
+    for norm in norms:
+        mean, variance = _input_statistics(norm, lambda: apply(model.encode, index=index))
+        if mean is None:  # not on the encoder's path
+            continue
+        norm.running_mean.copy_(mean.to(norm.running_mean.dtype))
+        norm.running_var.copy_(variance.to(norm.running_var.dtype))
+
+def _input_statistics(norm, run):
+    """Per-channel mean and unbiased variance (float64) of the inputs ``norm`` sees
+    while ``run()`` runs, or ``(None, None)`` if it sees none."""
+    totals = {"n": 0, "sum": 0.0, "squares": 0.0}
+
+    def accumulate(module, inputs):
+        x = inputs[0].detach().to(torch.float64).transpose(0, 1).flatten(1)  # (C, rows)
+        totals["n"] += x.shape[1]
+        totals["sum"] = totals["sum"] + x.sum(dim=1)
+        totals["squares"] = totals["squares"] + x.pow(2).sum(dim=1)
+
+    hook = norm.register_forward_pre_hook(accumulate)
+    try:
+        run()
+    finally:
+        hook.remove()
+    n = totals["n"]
+    if n == 0:
+        return None, None
+    mean = totals["sum"] / n
+    variance = (totals["squares"] / n - mean.pow(2)).clamp(min=0.0) * (n / max(n - 1, 1))
+    return mean, variance

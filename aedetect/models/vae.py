@@ -4,8 +4,10 @@ import math
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ..losses import (
+    LOG_2PI,
     bernoulli_log_likelihood,
     gaussian_log_likelihood,
     kept_rows,
@@ -70,6 +72,7 @@ class VariationalAutoencoder(DetectorModel):
         self.encoder = encoder
         self.decoder = decoder
         self.likelihood = likelihood
+        self.n_features = math.prod(output_shape)
         self.beta = beta
         self.trim_fraction = trim_fraction
         if likelihood == "gaussian":
@@ -159,6 +162,53 @@ class VariationalAutoencoder(DetectorModel):
                                + log_var.sum(dim=1, keepdim=True))
             score = torch.logsumexp(log_px + log_ratio, dim=1) - math.log(eps.shape[0])
         return score - self.log_unit_change
+
+    def feature_terms(self, x, score_type="elbo"):
+        """Minus the score per feature and, last, the code's part. Per feature: the
+        row-dependent part of minus log p(x_j|z) averaged over the bank's draws (for
+        ``'iwae'`` weighted by the draws' importance weights), i.e. ``(x_j - mean)^2 / (2
+        var_j)`` for Gaussians, the cross-entropy for Bernoulli; the constants are in
+        :meth:`score_baseline`. Code: the KL for ``'elbo'``, the neighbour distance for
+        ``'latent'``, the remainder of the bound for ``'iwae'``."""
+        self.check_score_type(score_type)
+        n, n_features = x.shape[0], x[0].numel()
+        if score_type == "latent":
+            distance = self.neighbours.distance(self.encode(x)).unsqueeze(1)
+            return torch.cat([x.new_zeros(n, n_features), distance], dim=1)
+        mu, log_var = self.encode_posterior(x)
+        eps = self.noise_bank
+        z = mu.unsqueeze(1) + torch.exp(0.5 * log_var).unsqueeze(1) * eps  # (n, k, d)
+        output = self.decoder(z.reshape(n * eps.shape[0], -1)).reshape(n, eps.shape[0], -1)
+        target = x.flatten(1).unsqueeze(1).expand_as(output)
+        if self.likelihood == "bernoulli":
+            terms = F.binary_cross_entropy_with_logits(output, target, reduction="none")
+        else:
+            terms = 0.5 * (target - output).pow(2)
+            if self.likelihood == "gaussian":
+                terms = terms * torch.exp(-self.decoder_log_var.clamp(*LOG_VAR_RANGE)).flatten()
+        if score_type == "iwae":
+            log_px = -terms.sum(dim=2) - (self.score_baseline("iwae") - self.log_unit_change)
+            log_ratio = 0.5 * (eps.pow(2).sum(dim=1) - z.pow(2).sum(dim=2)
+                               + log_var.sum(dim=1, keepdim=True))
+            weights = torch.softmax(log_px + log_ratio, dim=1).unsqueeze(2)
+            features = (weights * terms).sum(dim=1)
+            rest = -self.score(x, "iwae") - self.score_baseline("iwae") - features.sum(dim=1)
+            return torch.cat([features, rest.unsqueeze(1)], dim=1)
+        code = kl_to_standard_normal(mu, log_var) if score_type == "elbo" else mu.new_zeros(n)
+        return torch.cat([terms.mean(dim=1), code.unsqueeze(1)], dim=1)
+
+    def score_baseline(self, score_type):
+        """``sum_j (log var_j + log 2 pi) / 2 + log_unit_change`` for Gaussians (0 for
+        Bernoulli and for ``'latent'``)."""
+        if score_type == "latent":
+            return 0.0
+        baseline = float(self.log_unit_change)
+        if self.likelihood == "gaussian":
+            log_var = self.decoder_log_var.clamp(*LOG_VAR_RANGE)
+            baseline += 0.5 * float((log_var.detach() + LOG_2PI).sum())
+        elif self.likelihood == "gaussian_fixed":
+            baseline += 0.5 * LOG_2PI * self.n_features
+        return baseline
 
     def calibrate(self, apply, rng, score_type):
         """The reference codes (posterior means) for ``score_type='latent'``."""

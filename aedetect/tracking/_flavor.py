@@ -25,7 +25,7 @@ def get_default_pip_requirements():
     """
     from .. import __version__
 
-    packages = ("mlflow", "torch", "scikit-learn", "safetensors", "numpy", "pandas")
+    packages = ("mlflow", "torch", "scikit-learn", "safetensors", "skops", "numpy", "pandas")
     return [f"aedetect=={__version__}", *(_pinned(package) for package in packages)]
 
 
@@ -43,31 +43,40 @@ def infer_signature(detector):
     """The model signature of a fitted detector's pyfunc.
 
     Inputs are float64: named columns when the detector was fitted on a DataFrame
-    with string column names, else a tensor of shape ``(-1, n_features_in_)``
-    (accepting arrays and DataFrames). Outputs are ``score``, ``decision`` (double)
-    and ``label`` (long); the parameter ``output`` selects them.
+    with string column names, else ``n_features_in_`` unnamed columns matched by
+    position (accepting arrays, DataFrames, and JSON or CSV payloads when served).
+    Outputs are ``score``, ``decision`` (double) and ``label`` (long); the parameter
+    ``output`` selects them or others (see ``aedetect/tracking/_pyfunc_model.py``);
+    its default, ``"default"``, is the output chosen at load time
+    (``model_config={"output": ...}``, else ``"all"``).
 
     Returns
     -------
     signature : mlflow.models.ModelSignature
     """
-    import numpy as np
     from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+
+    from .._pipelines import input_schema, is_detector_pipeline
 
     names = getattr(detector, "feature_names_in_", None)
-    if names is not None:
+    if is_detector_pipeline(detector) and names is not None:  # raw columns of any type
+        inputs = input_schema(detector)
+    elif names is not None:
         inputs = Schema([ColSpec("double", str(name)) for name in names])
     else:
-        inputs = Schema([TensorSpec(np.dtype("float64"), (-1, detector.n_features_in_))])
+        # unnamed columns, matched by position: arrays, DataFrames, JSON and CSV payloads
+        # (MLflow's scoring server cannot parse CSV against a tensor signature)
+        inputs = Schema([ColSpec("double") for _ in range(detector.n_features_in_)])
     outputs = Schema([ColSpec("double", "score"), ColSpec("double", "decision"),
                       ColSpec("long", "label")])
-    params = ParamSchema([ParamSpec("output", "string", "all")])
+    params = ParamSchema([ParamSpec("output", "string", "default")])
     return ModelSignature(inputs=inputs, outputs=outputs, params=params)
 
 
 def save_model(detector, path, *, mlflow_model=None, signature=None, input_example=None,
-               pip_requirements=None, extra_pip_requirements=None, metadata=None):
+               pip_requirements=None, extra_pip_requirements=None, metadata=None,
+               model_config=None):
     """Save a fitted detector as an MLflow model directory, with no pickle in it.
 
     The directory holds the ``aedetect`` flavor (``artifacts/detector``: JSON config
@@ -76,9 +85,11 @@ def save_model(detector, path, *, mlflow_model=None, signature=None, input_examp
 
     Parameters
     ----------
-    detector : BaseAutoencoderDetector
+    detector : BaseAutoencoderDetector or Pipeline
         A fitted detector. Its ``callbacks`` are not saved; a parameter that is not
         plain data (a ``RandomState``, a torch distribution) raises ``ValueError``.
+        Or a fitted ``Pipeline`` ending in one, whose preprocessing is saved with skops
+        (see :mod:`aedetect._pipelines`); its pyfunc takes the raw table.
     path : str or path-like
         Directory to create; it must not exist or be empty. It is written
         atomically: a failed save leaves nothing there, and an existing model is
@@ -96,6 +107,9 @@ def save_model(detector, path, *, mlflow_model=None, signature=None, input_examp
         Added to the requirements (a string: a requirements file).
     metadata : dict, default=None
         Custom metadata written to the ``MLmodel`` file.
+    model_config : dict, default=None
+        The pyfunc's default configuration, ``{"output": "all"}`` when ``None``;
+        ``mlflow.pyfunc.load_model(..., model_config=...)`` overrides it at load time.
     """
     import tempfile
 
@@ -120,7 +134,7 @@ def save_model(detector, path, *, mlflow_model=None, signature=None, input_examp
             artifacts={"detector": str(data)}, mlflow_model=mlflow_model,
             signature=signature or infer_signature(detector), input_example=input_example,
             pip_requirements=pip_requirements, extra_pip_requirements=extra_pip_requirements,
-            metadata=metadata)
+            metadata=metadata, model_config={"output": "all", **(model_config or {})})
         for item in (staging / "model").iterdir():  # the model becomes the staged folder
             item.rename(staging / item.name)
         (staging / "model").rmdir()
@@ -144,7 +158,7 @@ def log_model(detector, name="model", *, registered_model_name=None, signature=N
         Name of the model.
     registered_model_name : str, default=None
         Also register it under this name in the model registry.
-    signature, input_example, pip_requirements, extra_pip_requirements, metadata
+    signature, input_example, pip_requirements, extra_pip_requirements, metadata, model_config
         As in :func:`save_model`.
     **kwargs
         Passed to ``mlflow.models.Model.log``.

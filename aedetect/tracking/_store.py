@@ -1,16 +1,24 @@
-"""Where aedetect logs: the default store, experiments, bounded HTTP calls."""
+"""Where aedetect logs: MLflow's own store, experiments, bounded HTTP calls."""
 
 import contextlib
 import os
 import threading
 from pathlib import Path
 
-#: Tracking store used when MLflow has no tracking URI configured (relative to the
-#: working directory), with artifacts in :data:`DEFAULT_ARTIFACT_LOCATION`.
-DEFAULT_TRACKING_URI = "sqlite:///mlflow/mlflow.db"
-DEFAULT_ARTIFACT_LOCATION = "mlflow/artifacts"
+#: MLflow's own default store (``mlflow.get_tracking_uri()`` with nothing configured):
+#: ``mlflow.db`` in the working directory, artifacts in ``mlruns/`` beside it. Every
+#: aedetect entry point and plain ``mlflow.start_run()`` use it, and ``mlflow ui`` run
+#: in that directory shows it.
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+#: Where MLflow puts the artifacts of experiments created on :data:`DEFAULT_TRACKING_URI`.
+DEFAULT_ARTIFACT_LOCATION = "mlruns"
 #: Experiment of the runs aedetect creates, unless told otherwise.
 DEFAULT_EXPERIMENT_NAME = "aedetect"
+#: Experiment tag that makes MLflow's UI show an experiment as classic model
+#: development (its training runs) rather than a GenAI overview.
+EXPERIMENT_KIND_TAG = ("mlflow.experimentKind", "custom_model_development")
+#: Address of ``mlflow ui`` when started with its defaults.
+DEFAULT_UI = "http://127.0.0.1:5000"
 
 
 class TrackingWarning(UserWarning):
@@ -48,25 +56,13 @@ def _http_limits(max_retries, timeout):
                     os.environ.pop(name, None)
 
 
-def _tracking_uri_is_set():
-    try:
-        from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
-    except ImportError:  # MLflow moved its helper: fall back on the documented variable
-        return bool(os.environ.get("MLFLOW_TRACKING_URI"))
-    return is_tracking_uri_set()
-
-
-def _default_store_uri():
-    """:data:`DEFAULT_TRACKING_URI` made absolute (MLflow caches stores by URI)."""
-    return f"sqlite:///{Path(DEFAULT_TRACKING_URI[len('sqlite:///'):]).resolve()}"
-
-
 def get_tracking_uri():
-    """The tracking URI aedetect logs to when not given a client.
+    """The tracking URI aedetect logs to when not given a client: MLflow's own.
 
-    MLflow's own when one is configured (``MLFLOW_TRACKING_URI`` or
-    ``mlflow.set_tracking_uri``), else :data:`DEFAULT_TRACKING_URI` in the working
-    directory, as an absolute URI (its ``mlflow/`` directory is created).
+    ``MLFLOW_TRACKING_URI`` or ``mlflow.set_tracking_uri`` when set, else MLflow's
+    default, :data:`DEFAULT_TRACKING_URI` (``mlflow.db`` in the working directory, as
+    an absolute URI; MLflow keeps ``./mlruns`` instead when that directory already
+    holds a file store). Runs opened with ``mlflow.start_run()`` go to the same store.
 
     Returns
     -------
@@ -74,10 +70,46 @@ def get_tracking_uri():
     """
     import mlflow
 
-    if _tracking_uri_is_set():
-        return mlflow.get_tracking_uri()
-    Path(DEFAULT_ARTIFACT_LOCATION).mkdir(parents=True, exist_ok=True)
-    return _default_store_uri()
+    return mlflow.get_tracking_uri()
+
+
+def experiment_url(experiment_id, server=DEFAULT_UI):
+    """Address of an experiment's training runs table in MLflow's UI.
+
+    MLflow 3's UI opens on a GenAI view unless told otherwise; this address selects
+    the runs table and the "machine learning" workflow.
+
+    Parameters
+    ----------
+    experiment_id : str
+    server : str, default="http://127.0.0.1:5000"
+        Where ``mlflow ui`` (or ``mlflow server``) listens.
+
+    Returns
+    -------
+    url : str
+    """
+    return (f"{server.rstrip('/')}/#/experiments/{experiment_id}/runs"
+            "?workflowType=machine_learning")
+
+
+def ui_command(uri):
+    """The ``mlflow ui`` command that shows the store ``uri``: plain ``mlflow ui`` (run in
+    the working directory) when ``uri`` is MLflow's default store there, else with
+    ``--backend-store-uri``.
+
+    Parameters
+    ----------
+    uri : str
+
+    Returns
+    -------
+    command : str
+    """
+    default = f"sqlite:///{Path(DEFAULT_TRACKING_URI[len('sqlite:///'):]).resolve()}"
+    if str(uri) in (DEFAULT_TRACKING_URI, default):
+        return "mlflow ui"
+    return f"mlflow ui --backend-store-uri {uri}"
 
 
 def check_sqlite_store(uri):
@@ -109,8 +141,8 @@ def get_experiment_id(client=None, name=None):
         ``None`` uses a client of :func:`get_tracking_uri`.
     name : str, default=None
         ``None``: ``MLFLOW_EXPERIMENT_ID`` if set, else ``MLFLOW_EXPERIMENT_NAME``,
-        else ``"aedetect"``. In the default store its artifacts go to
-        ``mlflow/artifacts``.
+        else ``"aedetect"``. A new experiment is tagged as classic model
+        development (:data:`EXPERIMENT_KIND_TAG`), so MLflow's UI shows its runs.
 
     Returns
     -------
@@ -125,11 +157,8 @@ def get_experiment_id(client=None, name=None):
     name = name or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT_NAME
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
-        location = None
-        if client.tracking_uri in (DEFAULT_TRACKING_URI, _default_store_uri()):
-            location = str(Path(DEFAULT_ARTIFACT_LOCATION).resolve())
         try:
-            return client.create_experiment(name, artifact_location=location)
+            return client.create_experiment(name, tags=dict([EXPERIMENT_KIND_TAG]))
         except MlflowException:  # created meanwhile by another process
             experiment = client.get_experiment_by_name(name)
             if experiment is None:
@@ -140,3 +169,27 @@ def get_experiment_id(client=None, name=None):
                          "or choose another experiment.")
     return experiment.experiment_id
 
+
+def _short(exc, limit=300):
+    text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _failure_message(detector, log, uri, error):
+    """The one TrackingWarning of a fit: what failed and everything not logged."""
+    items, epochs = [], []
+    for item in log.skipped:  # consecutive epochs collapse into one range
+        if item.startswith("epoch "):
+            if not epochs:
+                items.append(None)
+            epochs.append(item.split()[1])
+        else:
+            items.append(item)
+    if epochs:
+        span = f"epochs {epochs[0]}-{epochs[-1]}" if len(epochs) > 1 else f"epoch {epochs[0]}"
+        items[items.index(None)] = f"the metrics of {span}"
+    run = f" (run {log.run_id})" if log.run_id else ""
+    outcome = ("The fit itself completed normally and the detector is unaffected."
+               if error is None else "The fit's own error is raised as usual.")
+    return (f"MLflow logging of {type(detector).__name__}.fit to {uri}{run} failed and was "
+            f"stopped: {_short(log.error)}. Not logged: {'; '.join(items)}. {outcome}")
