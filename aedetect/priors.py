@@ -1,7 +1,7 @@
 """Priors over the latent code of :class:`aedetect.AAEDetector`, as torch modules.
 
 Each prior is an ``nn.Module`` (its constants are buffers, so it moves with the network
-to the device and is saved in the ``state_dict``) with two methods:
+to the device and is saved in the ``state_dict``) with three methods:
 
 - ``sample(n, generator=None)``: ``n`` codes drawn with ``generator`` (a
   ``torch.Generator`` on the prior's device; ``None``: torch's global one);
@@ -10,7 +10,10 @@ to the device and is saved in the ``state_dict``) with two methods:
   density: 0 for a code as likely as an average draw of the prior. For the normal prior
   it is ``1 - mean((z / scale)^2)``. Where the log-density is ``-inf`` (outside a
   bounded support) the score stays finite: see :class:`UniformPrior` and
-  :class:`DistributionPrior`.
+  :class:`DistributionPrior`;
+- ``code_map(h)``: the map from the encoder's linear output to the code. The identity,
+  except for :class:`UniformPrior`, whose map sends a standard normal to the uniform
+  (an encoder's linear output takes a roughly normal shape easily, a box hardly).
 
 The detector's ``score_samples`` uses ``latent_score`` as the code's part of the score.
 """
@@ -39,13 +42,18 @@ class NormalPrior(nn.Module):
     def latent_score(self, z):
         return 1.0 - (z / self.scale).pow(2).mean(dim=1)
 
+    def code_map(self, h):
+        return h
+
 
 class UniformPrior(nn.Module):
     """Uniform on the box ``[-scale, scale]^d``.
 
     Its log-density is flat inside the box and ``-inf`` outside, so the latent score
     is a soft version: 0 inside, minus the mean squared distance outside the box
-    in units of the uniform's standard deviation ``scale / sqrt(3)``.
+    in units of the uniform's standard deviation ``scale / sqrt(3)``. The code map
+    ``scale * erf(h / sqrt(2))`` sends ``h ~ N(0, 1)`` to the uniform on the box, so
+    codes never leave it and their latent score is 0.
     """
 
     def __init__(self, latent_dim, scale):
@@ -61,6 +69,8 @@ class UniformPrior(nn.Module):
         outside = (z.abs() - self.scale).clamp(min=0.0)
         return -(outside * math.sqrt(3.0) / self.scale).pow(2).mean(dim=1)
 
+    def code_map(self, h):
+        return self.scale * torch.erf(h / math.sqrt(2.0))
 
 def mixture_means(latent_dim, n_components, scale):
     """Means of the mixture prior: neighbours ``4 * scale`` apart.
@@ -111,6 +121,9 @@ class MixturePrior(nn.Module):
     def latent_score(self, z):
         return 2.0 * (self.log_density(z) - self.mean_log_density) / self.latent_dim
 
+    def code_map(self, h):
+        return h
+
 
 class DistributionPrior(nn.Module):
     """A user's ``torch.distributions.Distribution`` with ``event_shape == (latent_dim,)``.
@@ -155,6 +168,9 @@ class DistributionPrior(nn.Module):
         scores = 2.0 * (log_p - self.mean_log_density) / self.latent_dim
         keep = inside.to(z.device) & torch.isfinite(scores)
         return torch.where(keep, scores, self.floor)
+
+    def code_map(self, h):
+        return h
 
 
 def _sample_seeded(distribution, n, seed, device):

@@ -1,4 +1,4 @@
-"""The `aedetect demo` command: the main job on bundled data."""
+"""The `aedetect demo` command: the screening of a bundled table, with its report."""
 
 import re
 
@@ -6,16 +6,37 @@ import numpy as np
 import pytest
 
 from aedetect.cli import main
+from aedetect.commands.demo import KINDS, load_demo_table
 from aedetect.datasets import load_digits_outliers
 
 
-def test_demo_reports_auc_and_flagged_rows(capsys):
-    assert main(["demo", "--max-iter", "30", "--show", "3"]) == 0
+def test_demo_table_plants_four_errors_of_each_kind():
+    table, planted = load_demo_table(random_state=0)
+    clean, _ = load_demo_table(random_state=1)
+    assert table.shape == (569, 11) and len(planted) == 16
+    assert sorted(kind for kind, _ in planted.values()) == sorted(list(KINDS) * 4)
+    for row, (kind, text) in planted.items():
+        if kind == "sign":
+            assert (table.loc[row].drop("diagnosis") < 0).sum() == 1
+        if kind == "diagnosis":
+            assert text.endswith(table.at[row, "diagnosis"])
+    untouched = [row for row in range(569) if row not in planted]
+    assert (table.iloc[untouched, 1:] >= 0).all().all()
+
+
+def test_demo_screens_the_table_and_writes_its_report(capsys, tmp_path):
+    report = tmp_path / "demo.html"
+    assert main(["demo", "--no-tracking", "--max-iter", "100", "--report", str(report)]) == 0
     out = capsys.readouterr().out
-    auc = float(re.search(r"AUC-ROC (\d\.\d+)", out).group(1))
-    assert auc > 0.7
-    assert re.search(r"Flagged \d+ rows as outliers", out)
-    assert len(re.findall(r"^  row ", out, flags=re.M)) == 3
+    auc = float(re.search(r"AUC-ROC (\d\.\d+) for the planted errors", out).group(1))
+    assert auc > 0.9
+    listed = re.findall(r"^ +\d+  row +\d+ .*  (planted|genuine row): (.*)$", out, flags=re.M)
+    assert len(listed) == 10
+    assert sum(kind == "planted" for kind, _ in listed) >= 7
+    assert all(why for _, why in listed)  # every listed row says why
+    assert re.search(r"decimal point: 4 of 4 flagged", out)
+    text = report.read_text(encoding="utf-8")
+    assert "breast_cancer_with_planted_errors.csv" in text and "Model card" in text
 
 
 def test_digits_outliers_dataset():

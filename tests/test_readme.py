@@ -4,11 +4,15 @@ Each ``## `` section of the README is one test: its Python blocks run in order i
 namespace (a section never relies on names from another, so any section can be copied
 into a fresh interpreter), in a temporary working directory placed so that the README's
 ``../shared/data`` paths resolve as they do from a checkout. A section holding the
-comment ``<!-- test: slow -->`` is marked slow (``make test-readme`` runs them all).
+comment ``<!-- test: slow -->`` is marked slow (``make test-readme`` runs them all). A
+block right after ``<!-- test: requires MODULE -->`` (an optional extra, such as pyspark)
+runs only where that module is installed, with a warning where it is not.
 """
 
+import importlib.util
 import os
 import re
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -18,18 +22,19 @@ REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 SHARED = REPO.parent / "shared"
 SLOW_MARK = "<!-- test: slow -->"
+REQUIRES = re.compile(r"<!-- test: requires ([\w.]+) -->")
 
 
 def sections():
     """``(title, line, blocks, slow)`` for each ``## `` section with Python blocks; each
-    block is ``(first line number, code)``."""
+    block is ``(first line number, code, required module or None)``."""
     found, title, start, blocks, slow = [], "(top)", 1, [], False
     lines = README.read_text(encoding="utf-8").splitlines()
-    code, code_start = None, 0
+    code, code_start, required = None, 0, None
     for number, line in enumerate(lines, start=1):
         if code is not None:
             if line.strip() == "```":
-                blocks.append((code_start, "\n".join(code)))
+                blocks.append((code_start, "\n".join(code), required))
                 code = None
             else:
                 code.append(line)
@@ -38,13 +43,23 @@ def sections():
             if blocks:
                 found.append((title, start, blocks, slow))
             title, start, blocks, slow = line[3:].strip(), number, [], False
-        elif line.strip() == "```python":
+        elif line.strip() in ("```python", "```py"):
             code, code_start = [], number + 1
+            match = REQUIRES.fullmatch(_line_before(lines, number))
+            required = match.group(1) if match else None
         elif line.strip() == SLOW_MARK:
             slow = True
     if blocks:
         found.append((title, start, blocks, slow))
     return found
+
+
+def _line_before(lines, number):
+    """The last non-blank line before line ``number`` (1-based)."""
+    for line in reversed(lines[:number - 1]):
+        if line.strip():
+            return line.strip()
+    return ""
 
 
 def _param(section):
@@ -77,7 +92,11 @@ def test_readme_section_runs(blocks, checkout_dir):
     matplotlib.use("Agg")
     namespace = {"__name__": "__readme__"}
     try:
-        for line, code in blocks:
+        for line, code, required in blocks:
+            if required and importlib.util.find_spec(required) is None:
+                warnings.warn(f"README.md:{line} not run: it needs {required}, which is not "
+                              "installed", UserWarning)
+                continue
             exec(compile(code, f"README.md:{line}", "exec"), namespace)
     finally:
         import matplotlib.pyplot as plt

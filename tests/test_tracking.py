@@ -132,6 +132,8 @@ def test_default_store_is_mlflows_own_for_every_entry_point(tmp_path, monkeypatc
     plots = Path(runs["auto"].info.artifact_uri.removeprefix("file://")) / "plots"
     assert is_png(plots / "loss_curves.png") and is_png(plots / "score_histogram.png")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db", "mlruns"]
+    bin_dir = str(Path(sys.executable).parent)
+    monkeypatch.setenv("PATH", bin_dir + os.pathsep + os.environ.get("PATH", ""))
     assert tracking._store.ui_command(tracking.get_tracking_uri()) == "mlflow ui"
     assert tracking._store.ui_command("sqlite:////elsewhere/mlflow.db") == (
         "mlflow ui --backend-store-uri sqlite:////elsewhere/mlflow.db")
@@ -407,3 +409,16 @@ def test_autolog_logs_the_model_by_default(store, monkeypatch):
     assert run.data.params["n_iter_"] == str(detector.n_iter_) and model.name == "model"
     loaded = tracking.load_model(f"models:/{model.model_id}")
     np.testing.assert_array_equal(loaded.score_samples(X), detector.score_samples(X))
+
+
+def test_printed_commands_work_without_activating_the_environment(monkeypatch, tmp_path):
+    """Outside the environment's PATH, the printed command names the environment's own
+    program, which exists and runs."""
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    command = tracking._store.ui_command("sqlite:///mlflow.db")
+    program = command.split()[0]
+    assert program != "mlflow" and Path(program).name == "mlflow"
+    assert Path(program).resolve() == (Path(sys.executable).parent / "mlflow").resolve()
+    result = subprocess.run([program, "--version"], capture_output=True, text=True,
+                            timeout=120, env={"PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0 and "version" in result.stdout

@@ -1,5 +1,6 @@
 """The adversarial autoencoder model of :class:`aedetect.AAEDetector`."""
 
+import contextlib
 import math
 
 import torch
@@ -21,24 +22,41 @@ REAL_LABEL = 0.9
 ADVERSARIAL_BETAS = (0.5, 0.999)
 #: Prior draws of the fixed bank the validation loss compares codes with.
 N_BANK = 1024
-#: Weight of the discriminator's advantage in the watched loss.
-ADVANTAGE_WEIGHT = 0.25
+#: Weight of the discriminator's advantage in the watched loss. 0: the stopping rule
+#: watches the reconstruction alone (a discriminator that learns raises the advantage,
+#: and with it a watched sum, long before the codes have reached the prior).
+ADVANTAGE_WEIGHT = 0.0
+#: Regularization phase on eval-mode codes (no dropout, batch norm's running statistics):
+#: the discriminator sees exactly what ``transform`` returns.
+EVAL_CODES = True
+#: Rows per regularization step: each batch is split into sub-batches of this size
+#: (``None``: the whole batch), so the adversarial game gets more steps per epoch.
+ADVERSARIAL_BATCH = 64
+#: Weight of the R1 gradient penalty on prior draws (0: none).
+GRADIENT_PENALTY = 1.0
+#: The generator's learning rate as a share of ``adversarial_learning_rate``.
+GENERATOR_LR_FACTOR = 0.1
 
 
 class AdversarialAutoencoder(DetectorModel):
     """Encoder, decoder, code discriminator and prior, trained in two phases per batch.
 
     1. reconstruction: encoder and decoder take one step on the trimmed squared error;
-    2. regularization: the discriminator takes one step telling prior draws (label
-       0.9) from codes (label 0), then the encoder one step making its codes pass for
-       prior draws (label 1).
+    2. regularization, on sub-batches of ``ADVERSARIAL_BATCH`` rows: the discriminator
+       takes one step telling prior draws (label 0.9, with an R1 penalty of weight
+       ``GRADIENT_PENALTY`` on them) from codes (label 0), then the encoder one step
+       (learning rate ``GENERATOR_LR_FACTOR`` times the discriminator's) making its
+       codes pass for prior draws (label 1). Both steps see the codes the encoder
+       gives in eval mode, i.e. what :meth:`encode` (``transform``) returns.
 
-    The training ``loss`` (what the stopping rule watches) is ``reconstruction + 0.25 *
-    discriminator_advantage``; the validation loss is the same per held-out row, its
-    code against a fixed bank of prior draws (``prior_bank``). With ``n_classes > 0``
+    The training ``loss`` (what the stopping rule watches) is ``reconstruction +
+    ADVANTAGE_WEIGHT * discriminator_advantage`` (the reconstruction at the default
+    weight 0); the validation loss is the same per held-out row, its code against a
+    fixed bank of prior draws (``prior_bank``). With ``n_classes > 0``
     the decoder and the discriminator also see the one-hot class
     (:class:`~aedetect.networks.LabelConditioned`); scoring then reconstructs each row
-    with every class and keeps the best.
+    with every class and keeps the best. ``benchmarks/aae_prior_fit.py`` measures
+    each of these choices (``benchmarks/results/aae/``).
 
     Scores (higher is more normal), with ``e`` the reconstruction error, ``s`` the
     prior's latent score of the code, ``D`` features and ``d`` code dimensions:
@@ -79,10 +97,11 @@ class AdversarialAutoencoder(DetectorModel):
         return self.discriminator(z, labels) if self.n_classes else self.discriminator(z)
 
     def encode(self, x):
-        return self.encoder(x)
+        """The code: the encoder's output through the prior's ``code_map``."""
+        return self.prior.code_map(self.encoder(x))
 
     def reconstruct(self, x):
-        return self.best_reconstruction(self.encoder(x), x)[1]
+        return self.best_reconstruction(self.encode(x), x)[1]
 
     # -------------------------------------------------------------- training
     def configure_optimizers(self, learning_rate, weight_decay):
@@ -92,36 +111,59 @@ class AdversarialAutoencoder(DetectorModel):
         return {
             "autoencoder": adam(autoencoder, learning_rate, weight_decay),
             "discriminator": torch.optim.Adam(self.discriminator.parameters(), **adversarial),
-            "generator": torch.optim.Adam(self.encoder.parameters(), **adversarial),
+            "generator": torch.optim.Adam(self.encoder.parameters(), **{
+                **adversarial, "lr": GENERATOR_LR_FACTOR * self.adversarial_learning_rate}),
         }
 
     def training_step(self, inputs, target, y, optimizers, generator):
         # 1. reconstruction: encoder and decoder on the squared error.
-        codes = self.encoder(inputs)
+        codes = self.encode(inputs)
         errors = row_squared_error(self.decode(codes, y), target)
         reconstruction = trimmed_mean(errors, self.trim_fraction)
         optimizer_step(optimizers["autoencoder"], reconstruction)
-        # 2a. discriminator: prior draws are real (smoothed label), codes are fake.
-        real = self.discriminate(self.prior.sample(codes.shape[0], generator=generator), y)
+        # 2. regularization, in sub-batches of at most ADVERSARIAL_BATCH rows.
+        parts = [self._regularization_step(inputs[index], None if y is None else y[index],
+                                           optimizers, generator)
+                 for index in torch.split(torch.arange(inputs.shape[0], device=inputs.device),
+                                          ADVERSARIAL_BATCH or inputs.shape[0])]
+        stats = {name: sum(part[name] * part["rows"] for part in parts) / inputs.shape[0]
+                 for name in parts[0] if name != "rows"}
+        return {"loss": (reconstruction + ADVANTAGE_WEIGHT
+                         * stats["discriminator_advantage"]).detach(),
+                "reconstruction": reconstruction.detach(), **stats}
+
+    def _regularization_step(self, inputs, y, optimizers, generator):
+        """One discriminator step then one generator step on the codes ``transform``
+        returns (the encoder in eval mode: no dropout, batch norm's running statistics)."""
+        with _mode(self.encoder, training=not EVAL_CODES):
+            codes = self.encode(inputs)
+        # the discriminator: prior draws are real (smoothed label), codes are fake.
+        draws = self.prior.sample(codes.shape[0], generator=generator)
+        draws.requires_grad_(GRADIENT_PENALTY > 0)
+        real = self.discriminate(draws, y)
         fake = self.discriminate(codes.detach(), y)
         d_loss = discriminator_loss(real, fake, REAL_LABEL)
-        optimizer_step(optimizers["discriminator"], d_loss)
-        # 2b. generator: the encoder learns to make its codes pass for prior draws.
-        g_loss = generator_loss(self.discriminate(self.encoder(inputs), y))
+        penalty = (GRADIENT_PENALTY / 2 * _input_gradient_norm(real, draws)
+                   if GRADIENT_PENALTY > 0 else 0.0)
+        optimizer_step(optimizers["discriminator"], d_loss + penalty)
+        # the generator: the encoder learns to make its codes pass for prior draws.
+        g_loss = generator_loss(self.discriminate(codes, y))
         optimizer_step(optimizers["generator"], g_loss)
-        with torch.no_grad():
-            accuracy = 0.5 * ((real > 0).float().mean() + (fake < 0).float().mean())
-            advantage = 2 * math.log(2) - F.softplus(-real).mean() - F.softplus(fake).mean()
-        return {"loss": (reconstruction + ADVANTAGE_WEIGHT * advantage).detach(),
-                "reconstruction": reconstruction.detach(),
-                "discriminator": d_loss.detach(), "generator": g_loss.detach(),
-                "discriminator_accuracy": accuracy, "discriminator_advantage": advantage}
+        real, fake = real.detach(), fake.detach()
+        accuracy = 0.5 * ((real > 0).float().mean() + (fake < 0).float().mean())
+        advantage = 2 * math.log(2) - F.softplus(-real).mean() - F.softplus(fake).mean()
+        return {"discriminator": d_loss.detach(), "generator": g_loss.detach(),
+                "discriminator_accuracy": accuracy, "discriminator_advantage": advantage,
+                "rows": inputs.shape[0]}
 
     def validation_loss(self, x):
-        """Per row: its reconstruction error plus 0.25 times its share of the
-        discriminator's advantage against the fixed bank of prior draws."""
-        codes = self.encoder(x)
+        """Per row: its reconstruction error plus ``ADVANTAGE_WEIGHT`` times its share of
+        the discriminator's advantage against the fixed bank of prior draws (the
+        reconstruction error alone at the default weight 0)."""
+        codes = self.encode(x)
         error, _, labels = self.best_reconstruction(codes, x)
+        if not ADVANTAGE_WEIGHT:
+            return error
         bank = self.prior_bank
         bank_labels = torch.arange(bank.shape[0], device=bank.device) % max(self.n_classes, 1)
         advantage = discriminator_advantage(self.discriminate(bank, bank_labels),
@@ -152,7 +194,7 @@ class AdversarialAutoencoder(DetectorModel):
 
     def score(self, x, score_type="combined", exclude_self=False):
         self.check_score_type(score_type)
-        codes = self.encoder(x)
+        codes = self.encode(x)
         if score_type == "latent":
             return self.prior.latent_score(codes)
         error = self.best_reconstruction(codes, x)[0]
@@ -165,7 +207,42 @@ class AdversarialAutoencoder(DetectorModel):
     def calibrate(self, apply, rng, score_type):
         """``reconstruction_variance``: the median of the training rows' mean squared
         errors (a median, so an extreme training row cannot inflate it)."""
-        errors = apply(lambda x: self.best_reconstruction(self.encoder(x), x)[0])
+        errors = apply(lambda x: self.best_reconstruction(self.encode(x), x)[0])
         errors = errors[torch.isfinite(errors)].double()
         typical = errors.median() if errors.numel() else torch.tensor(1.0)
         self.reconstruction_variance = typical.clamp(min=1e-12).float()
+
+    def feature_terms(self, x, score_type="combined"):
+        """Minus the score per feature (squared errors, weighted as in ``score``) and,
+        last, the code's part (minus the weighted latent score: below 0 for a code more
+        typical than an average prior draw)."""
+        self.check_score_type(score_type)
+        codes = self.encode(x)
+        latent = self.prior.latent_score(codes).unsqueeze(1)
+        if score_type == "latent":
+            return torch.cat([x.new_zeros(x.shape[0], x[0].numel()), -latent], dim=1)
+        reconstruction = self.best_reconstruction(codes, x)[1]
+        errors = (reconstruction - x).pow(2).flatten(1) / x[0].numel()
+        if score_type == "reconstruction":
+            return torch.cat([errors, torch.zeros_like(latent)], dim=1)
+        total = self.n_features + self.latent_dim
+        return torch.cat([errors * (self.n_features / total) / self.reconstruction_variance,
+                          -latent * (self.latent_dim / total)], dim=1)
+
+
+@contextlib.contextmanager
+def _mode(module, training):
+    """``module`` in train (``training=True``) or eval mode for the block, then back."""
+    previous = module.training
+    module.train(training)
+    try:
+        yield module
+    finally:
+        module.train(previous)
+
+
+def _input_gradient_norm(logits, inputs):
+    """Mean squared norm of the gradient of ``logits`` with respect to ``inputs``
+    (the R1 penalty of Mescheder et al., 2018, on prior draws)."""
+    (gradient,) = torch.autograd.grad(logits.sum(), inputs, create_graph=True)
+    return gradient.pow(2).flatten(1).sum(dim=1).mean()

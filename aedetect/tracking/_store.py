@@ -2,6 +2,8 @@
 
 import contextlib
 import os
+import shutil
+import sys
 import threading
 from pathlib import Path
 
@@ -107,9 +109,37 @@ def ui_command(uri):
     command : str
     """
     default = f"sqlite:///{Path(DEFAULT_TRACKING_URI[len('sqlite:///'):]).resolve()}"
+    mlflow = shell_program("mlflow")
     if str(uri) in (DEFAULT_TRACKING_URI, default):
-        return "mlflow ui"
-    return f"mlflow ui --backend-store-uri {uri}"
+        return f"{mlflow} ui"
+    return f"{mlflow} ui --backend-store-uri {uri}"
+
+
+def shell_program(name):
+    """How to call this Python environment's program ``name`` from a plain shell: the
+    bare name when it is the one ``PATH`` finds (the environment is active), else its
+    path (relative when under the working directory, e.g. ``.venv/bin/mlflow``), so a
+    printed command works as printed.
+
+    Parameters
+    ----------
+    name : str
+
+    Returns
+    -------
+    command : str
+    """
+    ours = Path(sys.executable).parent / name
+    if not ours.exists():
+        return name
+    found = shutil.which(name)
+    if found is not None and Path(found).resolve() == ours.resolve():
+        return name
+    try:
+        relative = os.path.relpath(ours)
+    except ValueError:  # another drive (Windows)
+        return str(ours)
+    return str(ours) if relative.startswith("..") else relative
 
 
 def check_sqlite_store(uri):
