@@ -16,7 +16,7 @@ PORT ?= 5000
 STAMP := $(VENV)/.aedetect-installed
 DEV_STAMP := $(VENV)/.aedetect-dev-installed
 
-.PHONY: demo test test-all test-readme install install-dev ui examples clean
+.PHONY: demo test test-all test-slow test-readme install install-dev ui examples clean
 
 demo: $(STAMP)
 	$(PY) -m aedetect demo
@@ -26,6 +26,10 @@ test: $(DEV_STAMP)
 
 test-all: $(DEV_STAMP)
 	$(PY) -m pytest -m "slow or not slow"
+
+# only the slow tests (CI runs them after `make test`)
+test-slow: $(DEV_STAMP)
+	$(PY) -m pytest -m slow
 
 # every Python block of README.md, the long ones included
 test-readme: $(DEV_STAMP)
