@@ -189,6 +189,11 @@ class ProgressBar(Callback):
         self._bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k != "epoch"})
 
     def on_train_end(self, trainer, error):
+        done = len(trainer.history)
+        if error is None and done < trainer.max_iter:  # early stopping, or a callback
+            self._bar.set_description_str(
+                f"{self.description + ': ' if self.description else ''}stopped early at "
+                f"epoch {done} of {trainer.max_iter}", refresh=True)
         self._bar.close()
 
 

@@ -472,3 +472,14 @@ def test_vae_validation_loss_is_per_row(blobs):
         elbo = (detector.module_.score(x, "elbo") + detector.module_.log_unit_change).numpy()
     assert per_row.shape == (len(blobs),)
     np.testing.assert_allclose(per_row, -elbo, rtol=1e-4, atol=1e-4)
+
+
+def test_progress_bar_says_when_training_stopped_early(capsys):
+    X = np.random.RandomState(0).normal(size=(120, 4))
+    detector = AEDetector(max_iter=50, tol=10.0, n_iter_no_change=2, verbose=1,
+                          random_state=0).fit(X)
+    assert detector.n_iter_ < 50
+    shown = capsys.readouterr().err
+    assert f"AEDetector: stopped early at epoch {detector.n_iter_} of 50" in shown
+    AEDetector(max_iter=3, verbose=1, random_state=0).fit(X)
+    assert "stopped early" not in capsys.readouterr().err
