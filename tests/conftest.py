@@ -1,11 +1,16 @@
 """Test configuration shared by every test module."""
 
 import os
+import tempfile
 
 # scikit-learn's check_array_api_input runs only with SciPy's array API switch on;
 # set it before scipy is imported so the check runs instead of being skipped.
 os.environ.setdefault("SCIPY_ARRAY_API", "1")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# Hypothesis caches what it learns about the code in .hypothesis/ under the directory
+# pytest starts in; keep it out of the checkout (read lazily, so setting it here works).
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY",
+                      tempfile.mkdtemp(prefix="aedetect-hypothesis-"))
 
 import inspect  # noqa: E402
 
@@ -17,8 +22,9 @@ import aedetect  # noqa: E402
 from aedetect import _device  # noqa: E402
 from aedetect._base import BaseAutoencoderDetector  # noqa: E402
 
-# Property and fuzz tests draw the same examples on every run (CI must not be flaky).
-settings.register_profile("aedetect", derandomize=True, deadline=None)
+# Property and fuzz tests draw the same examples on every run (CI must not be flaky),
+# and keep no example database (nothing is written into the checkout).
+settings.register_profile("aedetect", derandomize=True, deadline=None, database=None)
 settings.load_profile("aedetect")
 
 # The test networks are tiny: one thread is faster than two and does not oversubscribe
