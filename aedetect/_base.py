@@ -13,6 +13,7 @@ loses nothing, and ``score_samples`` from another thread during a fit scores the
 previous model.
 """
 
+import copy
 from abc import ABCMeta, abstractmethod
 
 import numpy as np
@@ -68,12 +69,46 @@ class BaseAutoencoderDetector(CalibrationMixin, ClassNamePrefixFeaturesOutMixin,
         self._fit_and_score(X, y)
         return self
 
+    def partial_fit(self, X, y=None):
+        """Train one epoch on ``X``, continuing from the previous call: for data that
+        comes in chunks (or streams), one call per chunk.
+
+        The first call (on a detector not fitted yet) sets the structure and the scaling
+        statistics from its chunk, as ``fit`` does; later calls keep them, and continue
+        from the weights and the optimizer's state (moments, step count) of the call
+        before. After ``fit``, or after loading a saved detector, the first
+        ``partial_fit`` continues from the fitted weights with a fresh optimizer (its
+        state is kept in memory only). Each call recalibrates on its chunk: the score
+        statistics, the reference codes of latent scores and ``offset_`` come from the
+        last chunk seen. ``early_stopping`` does not apply (there are no validation
+        rows); ``history_`` has one epoch per call. A call that fails leaves the
+        detector as it was.
+
+        Parameters
+        ----------
+        X : {array-like, DataFrame} of shape (n_samples, n_features), or images
+            One chunk of training rows (at least two), with the features of the first.
+        y : array-like of shape (n_samples,), default=None
+            Class labels for ``AAEDetector(conditional=True)`` (the first call must see
+            every class); ignored otherwise.
+
+        Returns
+        -------
+        self : object
+        """
+        self._fit_and_score(X, y, partial=True)
+        return self
+
     @_fit_context(prefer_skip_nested_validation=True)
-    def _fit_and_score(self, X, y):
-        """``fit``; returns the training scores that set ``offset_``."""
+    def _fit_and_score(self, X, y, partial=False):
+        """``fit`` (or ``partial_fit``); returns the training scores that set
+        ``offset_``."""
         fitted = object.__new__(type(self))
         fitted.__dict__.update(_state(self, fitted=False))
-        scores = _fitting.fit_fresh(fitted, X, y)
+        warm = partial and hasattr(self, "module_")
+        if warm:  # one copy: the optimizers keep pointing at the copied weights
+            fitted.__dict__.update(copy.deepcopy(_state(self, fitted=True)))
+        scores = _fitting.fit_fresh(fitted, X, y, partial=partial, warm=warm)
         fitted.threshold_ = training_threshold(fitted.contamination, np.isfinite(scores).sum())
         # one step: other threads see the old or the new fit, never a mix
         self.__dict__ = {**_state(self, fitted=False), **_state(fitted, fitted=True)}
@@ -300,6 +335,7 @@ class BaseAutoencoderDetector(CalibrationMixin, ClassNamePrefixFeaturesOutMixin,
     def __getstate__(self):
         """Pickle with every tensor and module on the CPU, so a GPU fit loads anywhere."""
         state = super().__getstate__()
+        state.pop("_optimizers_", None)  # partial_fit's optimizer state: in memory only
         if state.get("device_") is not None and torch.device(state["device_"]).type != "cpu":
             state = {key: _device.to_cpu(value) for key, value in state.items()}
         return state

@@ -107,6 +107,12 @@ SHARED_PARAMETERS_DOC = """\
         Where to train and score. ``'auto'`` picks CUDA, then MPS, then the CPU,
         and stores the choice in ``device_``.
 
+    training_precision : {'float32', 'bfloat16'}, default='float32'
+        ``'bfloat16'``: mixed precision, the training steps run under
+        ``torch.autocast`` with bfloat16 (faster on GPUs with bfloat16 units; the
+        weights, the optimizer and the validation loss stay float32). Scoring and
+        calibration always compute in float32.
+
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialization, shuffling, the validation split and noise,
         locally (global seeds are never touched). Same seed and data give

@@ -16,8 +16,7 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
-from . import _data, _device, _structure
-from .models.base import exact_batch_norm
+from . import _data, _device, _distributed, _streaming, _structure
 from ._training import (
     Corruption,
     DivergenceGuard,
@@ -33,27 +32,38 @@ from .thresholds import contamination_offset
 #: Callbacks every fit runs after the detector's own ``callbacks`` (the switch of
 #: ``aedetect.tracking.autolog`` lives here).
 GLOBAL_CALLBACKS = []
-#: Training inputs are clipped to this many robust standard deviations (scaled units):
-#: one extreme value cannot overflow float32 inside the network while it trains (it
-#: is left out of the steps by the trimmed loss anyway), and after training the
-#: encoder's batch-norm statistics are recomputed without such rows
-#: (``exact_batch_norm``); scoring sees values as given.
+#: A training row with a value beyond this many robust standard deviations (scaled
+#: units) is left out of training, when such rows are fewer than half of them: one such
+#: value would otherwise pull every batch-norm statistic and weight its batch sees (a
+#: row at 1,000 standard deviations adds about ``1e6 / batch_size`` to a variance). It
+#: is still scored (it sets ``offset_`` like any row and is an outlier). Past half,
+#: values are clipped to it for training instead. Scoring sees values as given.
 TRAINING_CLIP = 1e3
 
 
-def fit_fresh(detector, X, y):
+def fit_fresh(detector, X, y, partial=False, warm=False):
     """Fit ``detector``, a fresh copy; its callbacks see that copy from start to end.
-    Returns the training scores that set ``offset_``."""
-    rows, sample_shape = _data.validate_samples(detector, X, reset=True)
+    Returns the training scores that set ``offset_``.
+
+    ``partial`` (``partial_fit``): one epoch, no validation split, the optimizers kept
+    in ``_optimizers_`` for the next call. ``warm``: ``detector`` holds (a copy of) the
+    fitted state of the previous fit, whose structure, scaling, weights and optimizers
+    the epoch continues from."""
+    rows, sample_shape = _data.validate_samples(detector, X, reset=not warm)
     y = detector._validate_target(y, rows.shape[0])
-    detector.__dict__.update(_structure.resolve(detector, *rows.shape, sample_shape))
+    if not warm:
+        detector.__dict__.update(_structure.resolve(detector, *rows.shape, sample_shape))
+        detector.device_ = _device.resolve_device(detector.device)
     detector._check_fit_params(rows.shape[0])
-    detector.device_ = _device.resolve_device(detector.device)
+    ranks = _distributed.DataParallel.current()  # None unless under torchrun
     callbacks = [*(detector.callbacks or []), *GLOBAL_CALLBACKS]
+    if ranks is not None:  # logging and saving on rank 0 only
+        ranks.check(detector)
+        callbacks = [callback for callback in callbacks if ranks.keeps(callback)]
     error = scores = None
     try:
         call_hooks(callbacks, "on_fit_begin", detector, rows)
-        scores = _train_and_calibrate(detector, rows, y, callbacks)
+        scores = _train_and_calibrate(detector, rows, y, callbacks, partial, warm)
     except BaseException as exc:
         error = exc
     # every callback's on_fit_end runs; the fit fails if any of them raised
@@ -63,46 +73,53 @@ def fit_fresh(detector, X, y):
     return scores
 
 
-def _train_and_calibrate(detector, rows, y, callbacks):
+def _train_and_calibrate(detector, rows, y, callbacks, partial=False, warm=False):
     rng = check_random_state(detector.random_state)
     seed = int(rng.randint(np.iinfo(np.int32).max))
-    scaling = _data.Scaling.fit(rows, detector._scaling_rule)
-    detector.center_, detector.scale_ = scaling.center, scaling.scale
-    detector._check_rows(rows)
-    scaled = scaling.transform(rows, detector.input_shape_,
-                               feature_names=getattr(detector, "feature_names_in_", None))
-    train, val = validation_split(detector, rows.shape[0], rng)
+    done = detector.n_iter_ if warm else 0
+    if done:  # a later partial_fit: draws of its own, reproducible from random_state
+        seed = int(np.random.SeedSequence([seed, done]).generate_state(1)[0] >> 1)
+        rng = np.random.RandomState(seed)
+    X_train, y_train, X_val, load_scaled = _training_data(detector, rows, y, rng, seed,
+                                                          partial, warm)
     device = detector.device_
-    extreme = np.flatnonzero(np.abs(scaled.reshape(rows.shape[0], -1)).max(axis=1)
-                             > TRAINING_CLIP)
-    clipped = (np.clip(scaled, -TRAINING_CLIP, TRAINING_CLIP)
-               if extreme.size else scaled)  # no copy when in range
-    X_train = torch.as_tensor(clipped[train], device=device)
-    X_val = None if val is None else torch.as_tensor(clipped[val], device=device)
-    y_train = None if y is None else torch.as_tensor(y[train], device=device)
-    model, cpu_state = _device.build_seeded(detector._build_model, seed)
-    model = model.to(device)
+    if warm:
+        model, generator = detector.module_, torch.Generator(device=device).manual_seed(seed)
+        optimizers = getattr(detector, "_optimizers_", None) or model.configure_optimizers(
+            detector.learning_rate_init, detector.weight_decay)
+    else:
+        model, cpu_state = _device.build_seeded(detector._build_model, seed)
+        model = model.to(device)
+        generator = _device.training_generator(device, seed, cpu_state)
+        optimizers = model.configure_optimizers(detector.learning_rate_init,
+                                                detector.weight_decay)
     stopping = EarlyStopping(detector.tol, detector.n_iter_no_change)
-    progress = [ProgressBar(type(detector).__name__)] if detector.verbose else []
+    ranks = _distributed.DataParallel.current()
+    progress = ([ProgressBar(type(detector).__name__)]
+                if detector.verbose and (ranks is None or ranks.rank == 0) else [])
     trainer = Trainer(
-        max_iter=detector.max_iter, batch_size=detector.batch_size,
-        generator=_device.training_generator(device, seed, cpu_state),
+        max_iter=1 if partial else detector.max_iter, batch_size=detector.batch_size,
+        generator=generator,
         callbacks=[EpochTimer(), DivergenceGuard(), stopping, *progress, *callbacks],
         chunk_rows=detector._chunk_rows(model), corruption=corruption(detector, X_train),
-        estimator=detector)
-    trainer.fit(model, model.configure_optimizers(detector.learning_rate_init,
-                                                  detector.weight_decay),
-                X_train, y_train, X_val)
-    detector.history_, detector.n_iter_ = trainer.history, len(trainer.history)
-    detector.loss_curve_ = [record["loss"] for record in trainer.history]
-    detector.best_loss_, detector.best_epoch_ = float(stopping.best_loss), stopping.best_epoch
+        estimator=detector, distributed=ranks,
+        autocast=torch.bfloat16 if detector.training_precision == "bfloat16" else None)
+    trainer.fit(model, optimizers, X_train, y_train, X_val)
+    detector.history_ = [*(detector.history_ if warm else ()),
+                         *({**record, "epoch": record["epoch"] + done}
+                           for record in trainer.history)]
+    detector.n_iter_ = len(detector.history_)
+    detector.loss_curve_ = [record["loss"] for record in detector.history_]
+    detector.best_loss_ = float(stopping.best_loss)
+    detector.best_epoch_ = None if stopping.best_epoch is None else stopping.best_epoch + done
+    if partial:
+        detector._optimizers_ = optimizers
+    else:
+        detector.__dict__.pop("_optimizers_", None)
     detector.module_ = model  # in eval mode from here on: scoring never changes it
-    if extreme.size and rows.shape[0] - extreme.size >= 2:
-        # batch-norm statistics of the rows the network can represent (see exact_batch_norm)
-        exact_batch_norm(model, TrainingRows(clipped, device, detector._chunk_rows(model)),
-                         np.setdiff1d(np.arange(rows.shape[0]), extreme))
-    model.calibrate(TrainingRows(scaled, device, detector._chunk_rows(model)), rng,
-                    detector.score_type)
+    model.calibrate(_streaming.TrainingRows(load_scaled, rows.shape[0], device,
+                                            detector._chunk_rows(model)),
+                    rng, detector.score_type)
     scores = _training_scores(detector, rows)
     detector.offset_ = contamination_offset(scores[np.isfinite(scores)], detector.contamination)
     detector.score_type_ = detector.score_type
@@ -146,6 +163,57 @@ def _training_scores(detector, rows):
     return scores
 
 
+def _training_data(detector, rows, y, rng, seed, partial=False, warm=False):
+    """``(X_train, y_train, X_val, load_scaled)``: the scaled training and validation
+    inputs on the device (streamed chunk by chunk for big ``rows``, see
+    ``aedetect._streaming``), and ``load_scaled(index)``, any scaled rows (unclipped)
+    for the model's ``calibrate``. Sets ``center_`` and ``scale_`` (``warm``: keeps
+    them); ``partial``: no validation rows."""
+    rule, names, shape = detector._scaling_rule, getattr(detector, "feature_names_in_",
+                                                         None), detector.input_shape_
+    streamed, device = _streaming.is_streamed(rows), detector.device_
+    if warm:
+        scaling = _data.Scaling(detector.center_, detector.scale_)
+    else:
+        scaling = (_streaming.fit_scaling(rows, rule, seed) if streamed
+                   else _data.Scaling.fit(rows, rule))
+        detector.center_, detector.scale_ = scaling.center, scaling.scale
+    detector._check_rows(rows)
+    train, val = ((np.arange(rows.shape[0]), None) if partial
+                  else validation_split(detector, rows.shape[0], rng))
+    if streamed:
+        largest = _streaming.largest_scaled(rows, scaling, shape, names)
+        clip, train, val = training_subset(largest, train, val)
+        X_train = _streaming.StreamedRows(rows, train, scaling, shape, device, clip, y)
+        X_val = None if val is None else _streaming.StreamedRows(
+            rows, val, scaling, shape, device, clip).tensor()
+        return X_train, None, X_val, lambda index: scaling.transform(np.asarray(rows[index]),
+                                                                     shape)
+    scaled = scaling.transform(rows, shape, feature_names=names)
+    clip, train, val = training_subset(np.abs(scaled.reshape(rows.shape[0], -1)).max(axis=1),
+                                       train, val)
+    inputs = scaled if clip is None else np.clip(scaled, -clip, clip)
+    X_train = torch.as_tensor(inputs[train], device=device)
+    X_val = None if val is None else torch.as_tensor(inputs[val], device=device)
+    y_train = None if y is None else torch.as_tensor(y[train], device=device)
+    return X_train, y_train, X_val, scaled.__getitem__
+
+
+def training_subset(largest, train, val):
+    """``(clip, train, val)`` from each row's largest absolute scaled value: the rows
+    beyond ``TRAINING_CLIP`` left out of ``train`` and ``val`` when they are fewer than
+    half of each (``clip`` is ``None``), else every row, clipped to ``clip``."""
+    extreme = largest > TRAINING_CLIP
+    if not extreme.any():
+        return None, train, val
+    kept_train = train[~extreme[train]]
+    kept_val = None if val is None else val[~extreme[val]]
+    if (kept_train.size >= max(2, (train.size + 1) // 2)
+            and (val is None or kept_val.size >= max(1, (val.size + 1) // 2))):
+        return None, kept_train, kept_val
+    return TRAINING_CLIP, train, val
+
+
 def validation_split(detector, n_samples, rng):
     """``(train, validation)`` row indices; no validation rows without early stopping."""
     if not detector.early_stopping:
@@ -163,20 +231,6 @@ def corruption(detector, X_train):
         return None
     one_range = (len(detector.input_shape_) == 3
                  and detector._scaling_rule in ("global_minmax", None))
+    if isinstance(X_train, _streaming.StreamedRows):
+        X_train = X_train.sample()
     return Corruption.fit(X_train, detector.noise, detector.noise_type, one_range)
-
-
-class TrainingRows:
-    """``apply(function, index=None)`` of a model's ``calibrate``: ``function`` of the
-    scaled training rows (or the rows ``index``) on the device, chunk by chunk."""
-
-    def __init__(self, scaled, device, chunk):
-        self.scaled, self.device, self.chunk = scaled, device, chunk
-        self.n_rows = scaled.shape[0]
-
-    def __call__(self, function, index=None):
-        rows = self.scaled if index is None else self.scaled[index]
-        return _data.map_chunks(
-            function, rows.shape[0], self.chunk,
-            lambda start, stop: torch.from_numpy(np.ascontiguousarray(rows[start:stop]))
-            .to(self.device))

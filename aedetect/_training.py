@@ -13,6 +13,7 @@ logging (``aedetect.tracking.MLflowCallback``) and any user callback. Every hook
 :class:`Callback` does nothing by default, so a callback overrides only what it needs.
 """
 
+import contextlib
 import copy
 import math
 import time
@@ -254,6 +255,15 @@ class Trainer:
         Applied to the inputs (not the targets) of every step.
     estimator : object, default=None
         The detector being fitted, for the callbacks; the trainer never reads it.
+    autocast : torch.dtype, default=None
+        Mixed precision: the steps run under ``torch.autocast`` of the training
+        device with this dtype (``torch.bfloat16``); ``None`` trains in float32. The
+        validation loss is always computed in float32.
+    distributed : aedetect._distributed.DataParallel, default=None
+        The ranks of a data-parallel fit (see :mod:`aedetect._distributed`): each
+        rank trains on its share of every epoch's batches, the gradients are averaged
+        before every optimizer step and the epoch's records over the ranks.
+        ``callbacks`` are then this rank's (the fit leaves the logging ones to rank 0).
 
     Attributes
     ----------
@@ -264,7 +274,7 @@ class Trainer:
     """
 
     def __init__(self, *, max_iter, batch_size, generator, callbacks, chunk_rows,
-                 corruption=None, estimator=None):
+                 corruption=None, estimator=None, autocast=None, distributed=None):
         self.max_iter = max_iter
         self.batch_size = batch_size
         self.generator = generator
@@ -272,19 +282,35 @@ class Trainer:
         self.chunk_rows = chunk_rows
         self.corruption = corruption
         self.estimator = estimator
+        self.autocast = autocast
+        self.distributed = distributed
+        if distributed is not None:  # after every other callback's on_epoch_end
+            from ._distributed import StopOnAnyRank
+
+            self.callbacks.append(StopOnAnyRank(distributed))
 
     def fit(self, model, optimizers, X_train, y_train=None, X_val=None):
         """Train ``model`` in place with ``optimizers`` (from its ``configure_optimizers``)
         on tensors already on its device; return ``history``."""
         self.model, self.history, self.stop_training = model, [], False
         self.optimizers = optimizers
-        networks.set_dropout_generator(model, self.generator)
+        # shuffling draws from ``generator``; the steps' own draws (dropout, corruption,
+        # the model's noise) from ``_step_generator``: the same one, except that each
+        # rank of a data-parallel fit has its own
+        self._step_generator, hooks = self.generator, []
+        if self.distributed is not None:
+            self.distributed.check_same_start(model, X_train, type(self.estimator).__name__)
+            self._step_generator = self.distributed.step_generator(self.generator)
+            hooks = self.distributed.average_gradients(optimizers)
+        networks.set_dropout_generator(model, self._step_generator)
         error = None
         try:
             call_hooks(self.callbacks, "on_train_begin", self)
             self._loop(X_train, y_train, X_val)
         except BaseException as exc:
             error = exc
+        for hook in hooks:
+            hook.remove()
         networks.set_dropout_generator(model, None)
         model.eval()
         raised = call_end_hooks(self.callbacks, "on_train_end", self, error)
@@ -295,7 +321,7 @@ class Trainer:
     def _loop(self, X_train, y_train, X_val):
         for epoch in range(1, self.max_iter + 1):
             call_hooks(self.callbacks, "on_epoch_begin", self, epoch)
-            record = {"epoch": epoch, **self._train_epoch(X_train, y_train)}
+            record = {"epoch": epoch, **self._train_pass(X_train, y_train)}
             if X_val is not None:
                 record["val_loss"] = self._validation_loss(X_val)
             self.history.append(record)
@@ -303,22 +329,45 @@ class Trainer:
             if self.stop_training:
                 break
 
+    def _train_pass(self, X_train, y_train):
+        """One epoch: over the tensor ``X_train``, or over each chunk of streamed rows
+        (``aedetect._streaming.StreamedRows``, chunks in a random order, each with its
+        labels); the mean of each loss over the rows."""
+        if torch.is_tensor(X_train):
+            return self._train_epoch(X_train, y_train)
+        totals, n_rows = {}, 0
+        for chunk, labels in X_train.epoch(self.generator):
+            for name, mean in self._train_epoch(chunk, labels).items():
+                totals[name] = totals.get(name, 0.0) + mean * chunk.shape[0]
+            n_rows += chunk.shape[0]
+        return {name: total / n_rows for name, total in totals.items()}
+
     def _train_epoch(self, X_train, y_train):
-        """One pass over the shuffled batches: the mean of each loss over the rows."""
+        """One pass over the shuffled batches (this rank's share of them in a
+        data-parallel fit): the mean of each loss over the rows (of every rank).
+        Nothing in the loop waits for the device: the sums stay on it until the end."""
         self.model.train()
-        totals = {}
-        for batch, index in enumerate(batch_indices(X_train.shape[0], self.batch_size,
-                                                    self.generator)):
+        ranks, generator = self.distributed, self._step_generator
+        batches = (batch_indices(X_train.shape[0], self.batch_size, self.generator)
+                   if ranks is None else
+                   ranks.batches(X_train.shape[0], self.batch_size, self.generator))
+        precision = (contextlib.nullcontext() if self.autocast is None else
+                     torch.autocast(X_train.device.type, dtype=self.autocast))
+        totals, n_rows = {}, 0
+        for batch, index in enumerate(batches):
             call_hooks(self.callbacks, "on_batch_begin", self, batch)
             target = X_train[index]
-            inputs = target if self.corruption is None else self.corruption(target,
-                                                                            self.generator)
+            inputs = target if self.corruption is None else self.corruption(target, generator)
             labels = None if y_train is None else y_train[index]
-            losses = self.model.training_step(inputs, target, labels, self.optimizers,
-                                              self.generator)
+            with precision:
+                losses = self.model.training_step(inputs, target, labels, self.optimizers,
+                                                  generator)
             for name, value in losses.items():
-                totals[name] = totals.get(name, 0.0) + value.detach() * index.numel()
+                totals[name] = totals.get(name, 0.0) + value.detach().float() * index.numel()
+            n_rows += index.numel()
             call_hooks(self.callbacks, "on_batch_end", self, batch, losses)
+        if ranks is not None:
+            return ranks.reduce_epoch(totals, n_rows, self.model)
         return {name: float(total) / X_train.shape[0] for name, total in totals.items()}
 
     def _validation_loss(self, X_val):

@@ -212,6 +212,14 @@ default='normal'
             raise ValueError(f"y has {y.shape[0]} labels but X has {n_samples} rows; "
                              "pass one label per row.")
         check_classification_targets(y)
+        known = getattr(self, "classes_", None)  # set: a partial_fit continues
+        if known is not None:
+            unknown = np.setdiff1d(y, known)
+            if unknown.size:
+                raise ValueError(f"y has labels {unknown[:5].tolist()} that the first "
+                                 f"partial_fit did not see (classes_ = {known.tolist()}); "
+                                 "give every class in the first call, or fit again.")
+            return np.searchsorted(known, y).astype(np.int64)
         self.classes_, encoded = np.unique(y, return_inverse=True)
         return encoded.astype(np.int64)
 

@@ -5,6 +5,8 @@ of the usual outlier-detection benchmarks.
 - :func:`load_idx`: one idx file (the MNIST / Fashion-MNIST format), gzipped or not.
 - :func:`load_fashion_mnist`: a split of Fashion-MNIST from its four idx files.
 - :func:`load_adbench`: an ADBench ``.npz`` file (``X`` and 0/1 labels ``y``).
+- :func:`write_memmap`: chunks of rows (any iterable) written to one file and opened as
+  a ``numpy.memmap``, so ``fit`` can stream data that does not fit in memory.
 
 Nothing here downloads: the readers take files you already have.
 """
@@ -209,3 +211,44 @@ def load_adbench(path):
         raise ValueError(f"{path}: y must hold 0 (inlier) and 1 (outlier), found values "
                          f"{np.unique(y)[:10]}.")
     return X.astype(np.float64), y.astype(np.int64)
+
+
+def write_memmap(chunks, path, dtype=np.float32):
+    """Write an iterable of row chunks to ``path`` (raw binary) and open it read-only
+    as a ``numpy.memmap`` of shape ``(n_rows, n_features)``.
+
+    One pass over ``chunks`` (arrays or DataFrames, 2-D, all of the same width; a
+    generator is fine): only one chunk is in memory at a time. A detector's ``fit``
+    streams a memmap that big (see ``aedetect._streaming``): its scaling statistics
+    come from a first pass over the rows, then it trains chunk by chunk.
+
+    Parameters
+    ----------
+    chunks : iterable of array-like of shape (n_rows_i, n_features)
+    path : str or Path
+        The file to write (replaced if it exists); keep it while the memmap is used.
+    dtype : numpy dtype, default=float32
+        The networks compute in float32: float32 halves the file of float64 data.
+
+    Returns
+    -------
+    rows : numpy.memmap of shape (n_rows, n_features)
+    """
+    path = Path(path)
+    n_rows = n_features = 0
+    with open(path, "wb") as out:
+        for number, chunk in enumerate(chunks):
+            array = np.asarray(chunk, dtype=dtype)
+            if array.ndim != 2:
+                raise ValueError(f"Chunk {number} has shape {array.shape}: every chunk must "
+                                 "be 2-D (rows x features).")
+            if number and array.shape[1] != n_features:
+                raise ValueError(f"Chunk {number} has {array.shape[1]} features but the "
+                                 f"first chunk has {n_features}: every chunk must have the "
+                                 "same columns.")
+            n_features = array.shape[1]
+            n_rows += array.shape[0]
+            out.write(np.ascontiguousarray(array).tobytes())
+    if n_rows == 0:
+        raise ValueError("chunks gave no rows: pass at least one non-empty chunk.")
+    return np.memmap(path, dtype=dtype, mode="r", shape=(n_rows, n_features))
