@@ -52,6 +52,7 @@ def test_callback_logs_a_fit_with_its_epochs_in_one_write(store):
                                        run_name="logged")
     X = make_data()
     detector = AEDetector(early_stopping=True, callbacks=[callback], **SMALL).fit(X)
+    tracking.flush()  # the plots and the end of the run come from the worker
 
     run = client.get_run(callback.run_id_)
     assert run.info.status == "FINISHED" and run.info.run_name == "logged"
@@ -117,6 +118,7 @@ def test_default_store_is_mlflows_own_for_every_entry_point(tmp_path, monkeypatc
     with mlflow.start_run(run_name="mine") as mine:  # a plain MLflow run, same store
         pass
     info = tracking.log_model(detector, name="outside")  # no run: MLflow's logged model
+    tracking.flush()
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("aedetect")

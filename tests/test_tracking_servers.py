@@ -41,6 +41,7 @@ def ui_server(tmp_path_factory, empty_db):
     try:
         callback = tracking.MLflowCallback(run_name="default-store")
         AEDetector(callbacks=[callback], **SMALL).fit(make_data())
+        tracking.flush()  # the plots are logged after the fit, before the store moves on
         with mlflow.start_run(run_name="users-own") as own:
             mlflow.log_param("note", "mine")
     finally:
@@ -79,6 +80,7 @@ def test_logging_over_http(ui_server):
     client = MlflowClient(ui_server.uri)
     callback = tracking.MLflowCallback(client=client, experiment_name="over-http")
     detector = AEDetector(callbacks=[callback], **SMALL).fit(make_data())
+    tracking.flush()
     run = client.get_run(callback.run_id_)
     assert run.info.status == "FINISHED"
     assert float(run.data.params["offset_"]) == detector.offset_

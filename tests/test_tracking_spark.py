@@ -61,3 +61,28 @@ def test_spark_udf_scores_100k_rows_exactly_as_score_samples(spark, tmp_path, na
     rows = X if named else X.to_numpy()
     np.testing.assert_array_equal(out["score"], detector.score_samples(rows))
     np.testing.assert_array_equal(out["label"], detector.predict(rows))
+
+
+def test_tracking_spark_udf_takes_an_array_column_or_the_columns(spark, tmp_path):
+    from pyspark.sql import functions as F
+
+    rng = np.random.RandomState(1)
+    columns = [f"x{i}" for i in range(4)]
+    X = pd.DataFrame(rng.normal(size=(5_000, 4)), columns=columns)
+    detector = AEDetector(**SMALL).fit(X.to_numpy()[:1000])
+    tracking.save_model(detector, tmp_path / "model")
+    frame = spark.createDataFrame(X.assign(row=np.arange(len(X))))
+    score = tracking.spark_udf(spark, str(tmp_path / "model"), result_type="double",
+                               env_manager="local", params={"output": "score"})
+    out = (frame.select("row", score(F.array(*columns)).alias("from_array"),
+                        score(*columns).alias("from_columns"))
+           .orderBy("row").toPandas())
+    expected = detector.score_samples(X.to_numpy())
+    np.testing.assert_array_equal(out["from_array"], expected)
+    np.testing.assert_array_equal(out["from_columns"], expected)
+    arrays = frame.select(F.array(*columns).alias("features"))
+    by_name = arrays.select(score("features").alias("s")).toPandas()["s"]
+    np.testing.assert_array_equal(np.sort(by_name), np.sort(expected))
+    short = frame.select(score(F.array(*columns[:3])).alias("s"))
+    with pytest.raises(Exception, match="4 features in order"):
+        short.collect()

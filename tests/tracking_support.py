@@ -21,6 +21,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from aedetect import tracking
 from aedetect._fitting import GLOBAL_CALLBACKS
 
 mlflow = pytest.importorskip("mlflow")
@@ -42,11 +43,13 @@ def make_data(n=160, n_features=5, seed=0):
 
 @pytest.fixture(autouse=True)
 def clean_mlflow_state(monkeypatch):
-    """No tracking URI or HTTP settings from outside; autolog always switched off after."""
+    """No tracking URI or HTTP settings from outside; autolog always switched off after,
+    and the background logging of the test's fits done before the next test starts."""
     for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID",
                  *HTTP_VARIABLES):
         monkeypatch.delenv(name, raising=False)
     yield
+    tracking.flush(timeout=120)
     GLOBAL_CALLBACKS.clear()
     while mlflow.active_run():
         mlflow.end_run()

@@ -7,6 +7,9 @@ metrics (every loss component, ``val_loss``, ``epoch_time``), the fitted values
 (``offset_``, ``n_iter_``, ...) as params, plots, and under autolog the model. Runs go
 to MLflow's own tracking URI (:func:`get_tracking_uri`; by default ``mlflow.db`` in
 the working directory, :data:`DEFAULT_TRACKING_URI`), the store ``mlflow ui`` opens.
+The plots are drawn and the run is ended on a worker thread after ``fit`` returns;
+:func:`flush` waits for it (``MLflowCallback(asynchronous=False)`` does it all inside
+``fit``).
 
 The flavor (:func:`save_model`, :func:`log_model`, :func:`load_model`) stores a
 detector as safetensors weights plus a JSON config (no pickle) and a pyfunc that
@@ -18,6 +21,7 @@ All MLflow code of aedetect lives in this package and imports MLflow lazily:
 """
 
 from ._autolog import autolog
+from ._background import flush
 from ._callback import MLflowCallback
 from ._flavor import (
     FLAVOR_NAME,
@@ -28,6 +32,7 @@ from ._flavor import (
     save_model,
 )
 from ._logging import DETECTOR_TAG
+from ._spark import spark_udf
 from ._store import (
     DEFAULT_ARTIFACT_LOCATION,
     DEFAULT_EXPERIMENT_NAME,
@@ -41,6 +46,7 @@ from ._store import (
 __all__ = [
     "DEFAULT_ARTIFACT_LOCATION", "DEFAULT_EXPERIMENT_NAME", "DEFAULT_TRACKING_URI",
     "DETECTOR_TAG", "FLAVOR_NAME", "MLflowCallback", "TrackingWarning", "autolog",
-    "experiment_url", "get_default_pip_requirements", "get_experiment_id",
+    "experiment_url", "flush", "get_default_pip_requirements", "get_experiment_id",
     "get_tracking_uri", "infer_signature", "load_model", "log_model", "save_model",
+    "spark_udf",
 ]

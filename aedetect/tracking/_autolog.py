@@ -133,7 +133,10 @@ class autolog:  # noqa: N801 - a function-like switch, as mlflow.sklearn.autolog
     **options
         Other keyword arguments of :class:`MLflowCallback` (``experiment_name``,
         ``run_name``, ``tags``, ``log_plots``, ``flush_interval``, ``max_retries``,
-        ``timeout``, ``client``, ...).
+        ``timeout``, ``client``, ``asynchronous``, ...). By default a fit's plots are
+        drawn and its run ended on a worker thread after ``fit`` returns
+        (:func:`aedetect.tracking.flush` waits for them); ``asynchronous=False`` does
+        it inside ``fit``.
 
     Examples
     --------

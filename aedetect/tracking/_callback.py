@@ -5,7 +5,7 @@ import warnings
 
 from .._fitting import user_stacklevel
 from .._training import Callback
-from . import _logging
+from . import _background, _logging
 from ._runs import open_run, store_client
 from ._store import TrackingWarning, _failure_message, _http_limits, _short
 
@@ -33,6 +33,43 @@ class _FitLog:
                 self.skipped.append(what)
 
 
+class _FinishJob:
+    """The last step of a fit, off its thread: log the last batch of metrics and params
+    (when given), the plots, then end the run if the callback opened it (even when the
+    plots failed). Holds copies, never the detector
+    or its data. Returns ``None``, or the text of the warning saying what failed."""
+
+    def __init__(self, client, run_id, owns_run, plots, limits, final=None, items=()):
+        self.client, self.run_id, self.owns_run = client, run_id, owns_run
+        self.plots, self.limits, self.final, self.items = plots, limits, final, list(items)
+
+    def __call__(self):
+        failed, first = [], None
+        with _http_limits(*self.limits):
+            if self.final is not None:
+                try:
+                    self.client.log_batch(self.run_id, *self.final)
+                except Exception as exc:  # noqa: BLE001 - reported as a TrackingWarning
+                    failed, first = [*self.items, "the final params"], exc
+            try:
+                _logging.log_figures(self.client, self.run_id, self.plots)
+            except Exception as exc:  # noqa: BLE001 - reported as a TrackingWarning
+                failed.append("the plots")
+                first = first or exc
+            if self.owns_run:
+                try:
+                    self.client.set_terminated(self.run_id, status="FINISHED")
+                except Exception as exc:  # noqa: BLE001
+                    failed.append(f"the end of run {self.run_id} (it stays RUNNING)")
+                    first = first or exc
+        if not failed:
+            return None
+        return (f"MLflow logging of {self.plots.name}.fit to {self.client.tracking_uri} "
+                f"(run {self.run_id}) failed after the fit, on the background worker: "
+                f"{_short(first)}. Not logged: {'; '.join(failed)}. The fit itself "
+                "completed normally and the detector is unaffected.")
+
+
 class MLflowCallback(Callback):
     """Log a detector's fit to MLflow; pass it in the detector's ``callbacks``.
 
@@ -45,6 +82,15 @@ class MLflowCallback(Callback):
     ``best_epoch_``, ``best_loss_`` and ``training_time_s`` as params (single values
     are not charts), the plots ``plots/loss_curves.png`` and
     ``plots/score_histogram.png``, and with ``log_models=True`` the model itself.
+
+    The plots are drawn after the fit, on a worker thread, and the run is ended after
+    them (``asynchronous=True``): ``fit`` returns without waiting for matplotlib
+    (about 0.1 s) or for the last write (the epochs not written yet and the fitted
+    values, which the worker logs before the plots). Call
+    :func:`aedetect.tracking.flush` before reading the run; the interpreter waits for
+    the worker at exit. The run, its params and dataset, and with ``log_models=True``
+    the model and the last write, are logged before ``fit`` returns; the worker holds
+    copies, so a later refit of the detector cannot change what it logs.
 
     The params and epoch metrics are sent in batches: at the end of the fit, and every
     ``flush_interval`` seconds during it (so a long fit shows them while it trains). A
@@ -63,9 +109,10 @@ class MLflowCallback(Callback):
 
     Logging never breaks training: when a call fails (server down, disk full) the
     fit goes on without further logging and ends with one :class:`TrackingWarning`
-    saying what was not logged. HTTP calls are bounded by ``max_retries`` and
-    ``timeout`` unless ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` /
-    ``MLFLOW_HTTP_REQUEST_TIMEOUT`` are set.
+    saying what was not logged (for the plots drawn after the fit, the warning comes
+    from :func:`aedetect.tracking.flush`, or at exit, and the run is ended all the
+    same). HTTP calls are bounded by ``max_retries`` and ``timeout`` unless
+    ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` / ``MLFLOW_HTTP_REQUEST_TIMEOUT`` are set.
 
     Parameters
     ----------
@@ -93,6 +140,13 @@ class MLflowCallback(Callback):
     flush_interval : float, default=10.0
         Seconds between two writes of the epoch metrics during a fit; ``0`` writes
         each epoch as it ends.
+    asynchronous : bool, default=True
+        Draw and log the plots, and end the run, on a worker thread after ``fit``
+        returns (:func:`aedetect.tracking.flush` waits for it). ``False`` does it all
+        inside ``fit``: the run is complete (and ended) when ``fit`` returns, and a
+        :class:`TrackingWarning` turned into an error fails the fit and the run.
+        Without plots, or when the fit fails, everything happens inside ``fit``
+        either way.
     max_retries : int, default=2
         Retries of a failing HTTP call.
     timeout : int, default=10
@@ -117,11 +171,12 @@ class MLflowCallback(Callback):
     """
 
     _OPTIONS = ("client", "experiment_id", "experiment_name", "run_id", "run_name", "tags",
-                "log_plots", "log_models", "flush_interval", "max_retries", "timeout")
+                "log_plots", "log_models", "flush_interval", "max_retries", "timeout",
+                "asynchronous")
 
     def __init__(self, *, client=None, experiment_id=None, experiment_name=None, run_id=None,
                  run_name=None, tags=None, log_plots=True, log_models=False,
-                 flush_interval=10.0, max_retries=2, timeout=10):
+                 flush_interval=10.0, max_retries=2, timeout=10, asynchronous=True):
         self.client = client
         self.experiment_id = experiment_id
         self.experiment_name = experiment_name
@@ -133,6 +188,7 @@ class MLflowCallback(Callback):
         self.flush_interval = flush_interval
         self.max_retries = max_retries
         self.timeout = timeout
+        self.asynchronous = asynchronous
         self._fit = None
 
     def __deepcopy__(self, memo):
@@ -143,6 +199,9 @@ class MLflowCallback(Callback):
 
     def __getstate__(self):
         return {**self.__dict__, "_fit": None}
+
+    def __setstate__(self, state):
+        self.__dict__.update({"asynchronous": True, **state})  # pickled before the option
 
     def __repr__(self):
         return f"MLflowCallback(experiment_id={self.experiment_id!r}, run_id={self.run_id!r})"
@@ -207,21 +266,38 @@ class MLflowCallback(Callback):
 
     def on_fit_end(self, detector, error):
         """Log what is pending, the fitted values, plots and model; end the run if it is
-        ours; warn once on failures."""
+        ours (after the plots, on the worker, with ``asynchronous``); warn once on
+        failures."""
         log = self._fit
         if log is None:
             return
         seconds = _clock() - log.start
         (metrics, params, tags), items = self._take_pending()
+        plots = final = None
         if error is None:
-            self._attempt([*items, "the final params"], _logging.log_end, log.client,
-                          log.run_id, detector, metrics, seconds, params, tags)
-            if self.log_plots:
+            # with the plots on the worker, the last batch (metrics, fitted values) goes
+            # there too, before them; a model logged in the fit keeps it in the fit
+            if self.log_plots and self.asynchronous and not self.log_models:
+                final = _logging.end_entities(detector, metrics, seconds, params, tags)
+            else:
+                self._attempt([*items, "the final params"], _logging.log_end, log.client,
+                              log.run_id, detector, metrics, seconds, params, tags)
+            if self.log_plots and self.asynchronous:
+                plots = self._attempt("the plots", _logging.plot_inputs, detector, log.X)
+            elif self.log_plots:
                 self._attempt("the plots", _logging.log_plots, log.client, log.run_id,
                               detector, log.X)
             if self.log_models:
                 self.model_info_ = self._attempt("the model", _logging.log_detector_model,
                                                  log.client, log.run_id, detector)
+            if plots is not None and log.error is None:
+                self._fit = None
+                self._finish_later(log, plots, final, items)
+                return
+            if final is not None:
+                log.skip(*items, "the final params")
+            if plots is not None:
+                log.skip("the plots")
         elif items:
             self._attempt(items, self._flush, metrics, params, tags)
         if log.owns_run:
@@ -236,6 +312,18 @@ class MLflowCallback(Callback):
             if log.owns_run and error is None:
                 self._mark_failed(log, exc)
             raise
+
+    def _finish_later(self, log, plots, final=None, items=()):
+        """Hand the last batch (``final``, if any; ``items`` says what it holds), the
+        plots and the end of our run to the worker (or, when the interpreter is
+        shutting down, do them now)."""
+        job = _FinishJob(log.client, log.run_id, log.owns_run, plots,
+                         (self.max_retries, self.timeout), final, items)
+        if _background.submit(job):
+            return
+        message = job()
+        if message:
+            warnings.warn(message, TrackingWarning, stacklevel=user_stacklevel())
 
     def _mark_failed(self, log, exc):
         """End our run FAILED after all (a fit that succeeded is failing late)."""

@@ -2,8 +2,14 @@
 search logging share. Every function takes a client and a run id; none handles faults
 (the callers do)."""
 
+import os
+import tempfile
+import threading
 import time
 import warnings
+from typing import NamedTuple
+
+import numpy as np
 
 #: Run tag naming the detector whose fit a run holds.
 DETECTOR_TAG = "aedetect.detector"
@@ -93,30 +99,66 @@ def end_params(detector, seconds=None):
     return params
 
 
-def log_end(client, run_id, detector, metrics=(), seconds=None, params=(), tags=()):
-    """Log the pending epoch ``metrics``, ``params`` and ``tags``, the end-of-fit params
-    and the device tag in one call (each write to a SQLite store costs a commit)."""
+def end_entities(detector, metrics=(), seconds=None, params=(), tags=()):
+    """``(metrics, params, tags)`` of the last write of a fit: the pending epoch
+    ``metrics``, ``params`` and ``tags``, the end-of-fit params and the device tag
+    (values copied: the detector may change after)."""
     from mlflow.entities import Param, RunTag
 
     params = [*params, *(Param(k, v) for k, v in end_params(detector, seconds).items())]
-    client.log_batch(run_id, metrics=list(metrics), params=params,
-                     tags=[*tags, RunTag("aedetect.device", str(detector.device_))])
+    return list(metrics), params, [*tags, RunTag("aedetect.device", str(detector.device_))]
+
+
+def log_end(client, run_id, detector, metrics=(), seconds=None, params=(), tags=()):
+    """Log :func:`end_entities` in one call (each write to a SQLite store costs a
+    commit)."""
+    client.log_batch(run_id, *end_entities(detector, metrics, seconds, params, tags))
+
+
+class PlotInputs(NamedTuple):
+    """What the two plots of a fit need, copied from the fitted detector."""
+
+    name: str  # the detector's class
+    history: list
+    best_epoch: object
+    scores: np.ndarray  # training scores
+    offset: float
+
+
+def plot_inputs(detector, X):
+    """The plots' inputs of a fitted ``detector``: copies of ``history_``, the training
+    scores of ``X``, ``offset_`` and ``best_epoch_``, so that they can be drawn later,
+    on another thread, whatever happens to the detector meanwhile (a refit)."""
+    return PlotInputs(type(detector).__name__,
+                      [dict(record) for record in detector.history_], detector.best_epoch_,
+                      np.array(detector._score_rows(X), dtype=np.float64),
+                      float(detector.offset_))
+
+
+#: One figure rendered at a time, on whichever thread (matplotlib is not thread-safe).
+_RENDER_LOCK = threading.Lock()
+
+
+def log_figures(client, run_id, inputs):
+    """Render :class:`PlotInputs` into ``plots/loss_curves.png`` and
+    ``plots/score_histogram.png`` and log both in one call."""
+    from ..plots import plot_loss_curves, plot_score_histogram
+
+    with tempfile.TemporaryDirectory(prefix="aedetect-plots-") as folder:
+        with _RENDER_LOCK:
+            plot_loss_curves(inputs.history, best_epoch=inputs.best_epoch,
+                             title=f"{inputs.name} training").savefig(
+                os.path.join(folder, "loss_curves.png"))
+            plot_score_histogram(inputs.scores, inputs.offset,
+                                 title=f"{inputs.name} scores, training data").savefig(
+                os.path.join(folder, "score_histogram.png"))
+        client.log_artifacts(run_id, folder, "plots")
 
 
 def log_plots(client, run_id, detector, X):
     """Log ``plots/loss_curves.png`` and ``plots/score_histogram.png`` (the training
-    scores of ``X`` with the ``offset_`` threshold)."""
-    from ..plots import plot_loss_curves, plot_score_histogram
-
-    name = type(detector).__name__
-    figures = {
-        "plots/loss_curves.png": plot_loss_curves(
-            detector.history_, best_epoch=detector.best_epoch_, title=f"{name} training"),
-        "plots/score_histogram.png": plot_score_histogram(
-            detector._score_rows(X), detector.offset_, title=f"{name} scores, training data"),
-    }
-    for path, figure in figures.items():
-        client.log_figure(run_id, figure, path)
+    scores of ``X`` with the ``offset_`` threshold) now, on this thread."""
+    log_figures(client, run_id, plot_inputs(detector, X))
 
 
 def log_detector_model(client, run_id, detector, name="model"):
