@@ -106,6 +106,7 @@ def test_readme_section_runs(blocks, checkout_dir):
             import aedetect.tracking
 
             aedetect.tracking.autolog(disable=True)
+            aedetect.tracking.flush()  # the section's runs end before its directory goes
             import mlflow
 
             while mlflow.active_run() is not None:
