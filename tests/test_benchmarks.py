@@ -106,3 +106,41 @@ def test_speed_pairs_have_equal_linear_layers(pair):
         mine.remove((2 * ours.latent_dim_, 32))
         mine += [(ours.latent_dim_, 32)] * 2
     assert sorted(mine) == shapes(theirs.model)
+
+
+def test_heldout_summary_splits_tuning_from_held_out_and_counts_wins():
+    import heldout
+
+    rows = []
+    for dataset, forest, ours in [("cardio", 0.9, 0.8), ("letter", 0.6, 0.7),
+                                  ("wine", 0.7, 0.9), ("glass", 0.8, 0.6)]:
+        for seed, jitter in ((0, -0.01), (1, 0.01)):
+            rows += [{"dataset": dataset, "seed": seed, "method": "IsolationForest",
+                      "auc_roc": forest + jitter, "auc_pr": forest / 2},
+                     {"dataset": dataset, "seed": seed, "method": "AE + VAE",
+                      "auc_roc": ours + jitter, "auc_pr": ours / 2}]
+    text = heldout.summary(rows)
+    line = next(line for line in text.splitlines() if line.startswith("| AE + VAE"))
+    # in-sample: cardio, letter (0.75); held out: wine, glass (0.75); wins: letter, wine
+    assert line == "| AE + VAE | 0.750 | 0.750 | 0.750 | 0.375 | 0.375 | 0.375 | 2 of 4 |"
+    forest = next(line for line in text.splitlines() if line.startswith("| IsolationForest"))
+    assert forest.startswith("| IsolationForest | 0.750 | 0.750 |")
+    assert "held out: the other 2 (glass, wine)" in text
+
+
+def test_heldout_ensemble_averages_standardized_scores():
+    import heldout
+    from aedetect import AEDetector, VAEDetector
+
+    X = np.random.RandomState(0).normal(size=(200, 4))
+    ensemble = heldout.make_candidate([("AEDetector", {"max_iter": 3}),
+                                       ("VAEDetector", {"max_iter": 3})], 0, "cpu").fit(X)
+    ae = AEDetector(max_iter=3, random_state=0, device="cpu").fit(X)
+    vae = VAEDetector(max_iter=3, random_state=0, device="cpu").fit(X)
+    parts = []
+    for detector in (ae, vae):
+        train = detector.score_samples(X)
+        center = np.median(train)
+        parts.append((detector.score_samples(X[:20]) - center)
+                     / (np.median(np.abs(train - center)) * 1.4826))
+    np.testing.assert_allclose(ensemble.score_samples(X[:20]), np.mean(parts, axis=0))
