@@ -116,6 +116,7 @@ def test_server_dying_mid_fit(tmp_path, empty_db):
         start = time.perf_counter()
         with pytest.warns(tracking.TrackingWarning) as caught:
             detector.fit(X)
+            tracking.flush()  # the last write is the worker's: its failure warns here
         seconds = time.perf_counter() - start
     finally:
         stop_server(process)

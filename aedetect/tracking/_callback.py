@@ -7,7 +7,7 @@ from .._fitting import user_stacklevel
 from .._training import Callback
 from . import _background, _logging
 from ._runs import open_run, store_client
-from ._store import TrackingWarning, _failure_message, _http_limits, _short
+from ._store import TrackingWarning, _failure_message, _http_limits, _short, not_logged
 
 
 #: The callback's clock (the flush schedule, ``training_time_s``).
@@ -66,7 +66,7 @@ class _FinishJob:
             return None
         return (f"MLflow logging of {self.plots.name}.fit to {self.client.tracking_uri} "
                 f"(run {self.run_id}) failed after the fit, on the background worker: "
-                f"{_short(first)}. Not logged: {'; '.join(failed)}. The fit itself "
+                f"{_short(first)}. Not logged: {'; '.join(not_logged(failed))}. The fit itself "
                 "completed normally and the detector is unaffected.")
 
 

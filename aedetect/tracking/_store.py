@@ -205,10 +205,11 @@ def _short(exc, limit=300):
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def _failure_message(detector, log, uri, error):
-    """The one TrackingWarning of a fit: what failed and everything not logged."""
+def not_logged(skipped):
+    """The items of a "Not logged:" list, epochs collapsed into one range
+    (``['the parameters', 'the metrics of epochs 1-12', ...]``)."""
     items, epochs = [], []
-    for item in log.skipped:  # consecutive epochs collapse into one range
+    for item in skipped:
         if item.startswith("epoch "):
             if not epochs:
                 items.append(None)
@@ -218,6 +219,12 @@ def _failure_message(detector, log, uri, error):
     if epochs:
         span = f"epochs {epochs[0]}-{epochs[-1]}" if len(epochs) > 1 else f"epoch {epochs[0]}"
         items[items.index(None)] = f"the metrics of {span}"
+    return items
+
+
+def _failure_message(detector, log, uri, error):
+    """The one TrackingWarning of a fit: what failed and everything not logged."""
+    items = not_logged(log.skipped)
     run = f" (run {log.run_id})" if log.run_id else ""
     outcome = ("The fit itself completed normally and the detector is unaffected."
                if error is None else "The fit's own error is raised as usual.")
