@@ -113,6 +113,21 @@ SHARED_PARAMETERS_DOC = """\
         weights, the optimizer and the validation loss stay float32). Scoring and
         calibration always compute in float32.
 
+    torch_compile : bool, default=False
+        Compile each training step with ``torch.compile``: forward, loss, backward
+        and the Adam updates of every phase become one graph (gradients from
+        ``torch.func``). On small networks, where a step costs the overhead of its
+        many small kernels more than arithmetic, training runs several times as
+        fast per step (on one CPU thread, PyOD's default AutoEncoder network about
+        3x at batch 32 and 2x at 256; ``benchmarks/results/step_overhead.md``). The first
+        fit of a network and batch size in a process spends seconds compiling (more
+        while the compiler's on-disk cache is empty); later fits of the same network
+        and batch size reuse the graph. The draws (dropout masks, the VAE's noise)
+        still come from ``random_state``, in another order: a compiled fit is
+        reproducible and trains like an uncompiled one, not number for number.
+        Needs torch 2.9 or later and, on the CPU, a C++ compiler; not with
+        data-parallel training.
+
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialization, shuffling, the validation split and noise,
         locally (global seeds are never touched). Same seed and data give

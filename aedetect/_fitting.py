@@ -103,7 +103,8 @@ def _train_and_calibrate(detector, rows, y, callbacks, partial=False, warm=False
         callbacks=[EpochTimer(), DivergenceGuard(), stopping, *progress, *callbacks],
         chunk_rows=detector._chunk_rows(model), corruption=corruption(detector, X_train),
         estimator=detector, distributed=ranks,
-        autocast=torch.bfloat16 if detector.training_precision == "bfloat16" else None)
+        autocast=torch.bfloat16 if detector.training_precision == "bfloat16" else None,
+        torch_compile=detector.torch_compile)
     trainer.fit(model, optimizers, X_train, y_train, X_val)
     detector.history_ = [*(detector.history_ if warm else ()),
                          *({**record, "epoch": record["epoch"] + done}

@@ -60,6 +60,7 @@ SHARED_PARAMETERS = (
               [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")]),
     Parameter("device", "auto", [str, torch.device]),
     Parameter("training_precision", "float32", [StrOptions({"float32", "bfloat16"})]),
+    Parameter("torch_compile", False, ["boolean"]),
     Parameter("random_state", None, ["random_state"]),
     Parameter("verbose", 0, ["verbose"]),
     Parameter("callbacks", None, [list, tuple, None]),

@@ -264,6 +264,10 @@ class Trainer:
         rank trains on its share of every epoch's batches, the gradients are averaged
         before every optimizer step and the epoch's records over the ranks.
         ``callbacks`` are then this rank's (the fit leaves the logging ones to rank 0).
+    torch_compile : bool, default=False
+        Run the model's ``compiled_training_step`` (one ``torch.compile`` graph per
+        step, see :mod:`aedetect.models.compiled`) instead of its ``training_step``.
+        Not with ``distributed`` (its gradient averaging hooks the optimizers' steps).
 
     Attributes
     ----------
@@ -274,7 +278,8 @@ class Trainer:
     """
 
     def __init__(self, *, max_iter, batch_size, generator, callbacks, chunk_rows,
-                 corruption=None, estimator=None, autocast=None, distributed=None):
+                 corruption=None, estimator=None, autocast=None, distributed=None,
+                 torch_compile=False):
         self.max_iter = max_iter
         self.batch_size = batch_size
         self.generator = generator
@@ -284,6 +289,12 @@ class Trainer:
         self.estimator = estimator
         self.autocast = autocast
         self.distributed = distributed
+        self.torch_compile = torch_compile
+        if torch_compile and distributed is not None:
+            raise ValueError(
+                "torch_compile=True cannot train data-parallel under torchrun: the compiled "
+                "step updates the weights itself, where the ranks average their gradients "
+                "in the optimizers' steps. Use torch_compile=False.")
         if distributed is not None:  # after every other callback's on_epoch_end
             from ._distributed import StopOnAnyRank
 
@@ -294,6 +305,13 @@ class Trainer:
         on tensors already on its device; return ``history``."""
         self.model, self.history, self.stop_training = model, [], False
         self.optimizers = optimizers
+        self._compiled_step = None
+        if self.torch_compile:
+            if not hasattr(model, "compiled_training_step"):
+                raise ValueError(f"torch_compile=True needs a model with a compiled step "
+                                 f"(an aedetect DetectorModel); {type(model).__name__} has "
+                                 "no compiled_training_step. Use torch_compile=False.")
+            self._compiled_step = model.compiled_training_step(optimizers)
         # shuffling draws from ``generator``; the steps' own draws (dropout, corruption,
         # the model's noise) from ``_step_generator``: the same one, except that each
         # rank of a data-parallel fit has its own
@@ -360,8 +378,8 @@ class Trainer:
             inputs = target if self.corruption is None else self.corruption(target, generator)
             labels = None if y_train is None else y_train[index]
             with precision:
-                losses = self.model.training_step(inputs, target, labels, self.optimizers,
-                                                  generator)
+                step = self._compiled_step or self.model.training_step
+                losses = step(inputs, target, labels, self.optimizers, generator)
             for name, value in losses.items():
                 totals[name] = totals.get(name, 0.0) + value.detach().float() * index.numel()
             n_rows += index.numel()

@@ -28,8 +28,9 @@ class Dropout(nn.Module):
     fit's own generator for the duration of training), else from torch's global one.
 
     The mask is drawn as PyTorch's CPU dropout draws it (``bernoulli_(1 - p)``, divided
-    by ``1 - p``), so a seeded CPU fit draws the same masks either way. Identity in
-    eval mode.
+    by ``1 - p``), so a seeded CPU fit draws the same masks either way. ``generator``
+    may also be a :class:`StepNoise` (inside a compiled training step), which draws the
+    mask (:meth:`StepNoise.keep_mask`). Identity in eval mode.
     """
 
     def __init__(self, p=0.5):
@@ -43,7 +44,10 @@ class Dropout(nn.Module):
         if self.generator is None:
             return nn.functional.dropout(x, self.p, training=True)
         keep = 1.0 - self.p
-        mask = torch.empty_like(x).bernoulli_(keep, generator=self.generator).div_(keep)
+        if isinstance(self.generator, torch.Generator):
+            mask = torch.empty_like(x).bernoulli_(keep, generator=self.generator).div_(keep)
+        else:
+            mask = self.generator.keep_mask(x.shape, keep, x).to(x.dtype) / keep
         return x * mask
 
     def extra_repr(self):
@@ -51,10 +55,74 @@ class Dropout(nn.Module):
 
 
 def set_dropout_generator(module, generator):
-    """Point every :class:`Dropout` in ``module`` at ``generator`` (``None`` to reset)."""
+    """Point every :class:`Dropout` in ``module`` at ``generator`` (a ``torch.Generator``
+    or a :class:`StepNoise`; ``None`` to reset)."""
     for layer in module.modules():
         if isinstance(layer, Dropout):
             layer.generator = generator
+
+
+def normal(shape, like, generator):
+    """Standard normal draws of ``shape`` on ``like``'s device and in its dtype, from
+    ``generator``: a ``torch.Generator`` (``None``: torch's global one) or a
+    :class:`StepNoise`."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.randn(shape, generator=generator, device=like.device, dtype=like.dtype)
+    return generator.normal(shape, like).to(like.dtype)
+
+
+class StepNoise:
+    """The random draws of one training step, for a step that ``torch.compile`` compiles:
+    a compiled graph cannot draw from a ``torch.Generator``, so the draws are made
+    before the step and handed out in the order the step asks for them.
+
+    Two kinds: :meth:`keep_mask` (dropout's Bernoulli masks, from random 64-bit words,
+    four 16-bit draws each: half the generator's work of one float per draw, ``keep``
+    rounded to a multiple of 2**-16) and :meth:`normal` (float32 standard normals).
+    ``StepNoise(generator=g)`` draws each request from ``g`` as it comes and counts, in
+    ``sizes``, what was asked for; ``StepNoise(pools=StepNoise.draw_pools(sizes, g,
+    device))`` slices draws made at once for a step that asks for the same ones (a
+    compiled step of the shapes whose ``sizes`` were counted). From the same generator
+    state the two give the same words when a step asks for words only, and the same
+    normals when it asks for normals once (torch draws short runs of normals otherwise).
+    """
+
+    def __init__(self, generator=None, pools=None):
+        self.generator = generator
+        self.pools = pools
+        self.sizes = {"words": 0, "normal": 0}
+
+    @staticmethod
+    def draw_pools(sizes, generator, device):
+        """``{'words': ..., 'normal': ...}``: ``sizes`` random int64 words and normals."""
+        words = torch.empty(sizes["words"], dtype=torch.int64, device=device)
+        return {"words": words.random_(-2**63, None, generator=generator),
+                "normal": torch.randn(sizes["normal"], generator=generator, device=device)}
+
+    def keep_mask(self, shape, keep, like):
+        """A bool mask of ``shape``, each value True with probability ``keep``."""
+        shape = tuple(shape)
+        n = math.prod(shape)
+        words = self._take("words", -(-n // 4), like)
+        shifts = torch.arange(0, 64, 16, device=words.device).unsqueeze(1)
+        fields = (words.unsqueeze(0) >> shifts) & 0xFFFF  # draw i: field i // m of word i % m
+        return (fields.flatten()[:n] < round(keep * 65536)).view(shape)
+
+    def normal(self, shape, like):
+        shape = tuple(shape)
+        return self._take("normal", math.prod(shape), like).view(shape)
+
+    def _take(self, kind, n, like):
+        start = self.sizes[kind]
+        self.sizes[kind] = start + n
+        if self.pools is None:
+            return StepNoise.draw_pools({"words": 0, "normal": 0, kind: n}, self.generator,
+                                        like.device)[kind]
+        pool = self.pools[kind]
+        if start + n > pool.shape[0]:
+            raise RuntimeError(f"The training step asked for more random draws ({kind}) than "
+                               f"the {pool.shape[0]} drawn for it.")
+        return pool[start:start + n]
 
 
 def dense_stack(sizes, activation="relu", dropout=0.0, batch_norm=False):

