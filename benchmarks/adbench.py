@@ -361,6 +361,17 @@ def find_datasets(data_dir, names=None):
     return paths
 
 
+def take_include(argv):
+    """``(argv without --include PATH, PATH or None)``: the option the reports of
+    ``tune.py`` and ``heldout.py`` take (the rows of an adbench.py CSV to add)."""
+    argv, include = list(argv), None
+    if "--include" in argv:
+        position = argv.index("--include")
+        include = argv[position + 1]
+        del argv[position:position + 2]
+    return argv, include
+
+
 def build_parser(description=__doc__):
     parser = argparse.ArgumentParser(description=description.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -107,12 +107,7 @@ def summary(rows):
 
 
 def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    include = None
-    if "--include" in argv:
-        position = argv.index("--include")
-        include = argv[position + 1]
-        del argv[position:position + 2]
+    argv, include = adbench.take_include(sys.argv[1:] if argv is None else argv)
     rows = adbench.main(argv, registry=registry(), name="heldout", transpose=True,
                         title="Candidate defaults, in-sample and held out",
                         description="Each row is a candidate setting (an ensemble when "

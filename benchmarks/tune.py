@@ -70,12 +70,7 @@ DESCRIPTION = ("Each `AE ...`/`VAE ...`/`AAE ...` row is the default detector wi
 
 
 def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    include = None
-    if "--include" in argv:
-        position = argv.index("--include")
-        include = argv[position + 1]
-        del argv[position:position + 2]
+    argv, include = adbench.take_include(sys.argv[1:] if argv is None else argv)
     rows = adbench.main(argv, registry=registry(), name="tuning", transpose=True,
                         title="Ablation of the aedetect defaults", description=DESCRIPTION)
     if include:
