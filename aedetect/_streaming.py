@@ -114,8 +114,10 @@ class StreamedRows:
         return self.load(self.index[::step])
 
     def tensor(self):
-        """All the rows as one tensor (the validation rows, a small part)."""
-        return self.load(self.index)
+        """All the rows as one tensor (the validation rows), read and scaled chunk by
+        chunk (no float64 copy of them all)."""
+        return torch.cat([self.load(self.index[start:stop])
+                          for start, stop in _blocks(self.n_rows, self.chunk)])
 
 
 class TrainingRows:
