@@ -135,11 +135,13 @@ class BaseAutoencoderDetector(CalibrationMixin, ClassNamePrefixFeaturesOutMixin,
         return _structure.scaling_rule(self)
 
     def _chunk_rows(self, model=None, copies=None):
-        """Rows per inference chunk within the memory budget (see ``_data.chunk_rows``)."""
+        """Rows per inference chunk within the memory budget, cache-sized on the CPU (see
+        ``_data.chunk_rows``)."""
         model = self.module_ if model is None else model
         return _data.chunk_rows(self.input_shape_, self.hidden_layer_sizes_, self.latent_dim_,
                                 _structure.conv_channels(self),
-                                copies=model.inference_copies if copies is None else copies)
+                                copies=model.inference_copies if copies is None else copies,
+                                device=getattr(self, "device_", None))
 
     def _inference(self, function, rows, chunk=None):
         """``function`` of the scaled tensors of chunks of ``rows``, as float64 numpy."""
@@ -148,8 +150,8 @@ class BaseAutoencoderDetector(CalibrationMixin, ClassNamePrefixFeaturesOutMixin,
         names = getattr(self, "feature_names_in_", None)
 
         def load(start, stop):
-            scaled = scaling.transform(rows[start:stop], self.input_shape_, start, names)
-            return torch.from_numpy(np.ascontiguousarray(scaled)).to(self.device_)
+            return scaling.tensor(rows[start:stop], self.input_shape_, start,
+                                  names).to(self.device_)
 
         return _data.map_chunks(function, rows.shape[0], chunk or self._chunk_rows(), load,
                                 host=True)

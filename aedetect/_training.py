@@ -224,6 +224,52 @@ class Corruption:
         return torch.clamp(noisy, self.low, self.high)
 
 
+class LossSums:
+    """An epoch's sum of each loss times its batch's rows: float32, added in the order
+    of the steps, starting from 0 (its mean over the rows is the epoch's loss).
+
+    On the device, each step adds its losses as they come (two small tensor operations
+    per loss, none waiting for the device). On the CPU, where those operations cost
+    about 3.6 us per loss and step (11 us of the VAE's compiled step of 230 us), the
+    losses wait in a list and are added every ``FLUSH`` steps by numpy: the same
+    float32 products and additions in the same order, so the same sums, bit for bit.
+    """
+
+    FLUSH = 512
+
+    def __init__(self, device):
+        self.deferred = torch.device(device).type == "cpu"
+        self.sums, self.pending, self.rows = {}, [], []
+
+    def add(self, losses, n_rows):
+        if not self.deferred:
+            for name, value in losses.items():
+                self.sums[name] = self.sums.get(name, 0.0) + value.detach().float() * n_rows
+            return
+        self.pending.append(losses)
+        self.rows.append(n_rows)
+        if len(self.pending) >= self.FLUSH:
+            self._flush()
+
+    def _flush(self):
+        names = dict.fromkeys(name for losses in self.pending for name in losses)
+        for name in names:
+            steps = [i for i, losses in enumerate(self.pending) if name in losses]
+            values = torch.stack([self.pending[i][name].detach().float() for i in steps])
+            rows = np.array([self.rows[i] for i in steps], dtype=np.float32)
+            products = values.numpy() * rows  # float32, as value * n_rows on a tensor
+            start = self.sums.get(name, torch.zeros((), dtype=torch.float32))
+            products = np.concatenate([start.numpy().reshape(1), products])
+            self.sums[name] = torch.from_numpy(np.add.accumulate(products)[-1:].reshape(()))
+        self.pending, self.rows = [], []
+
+    def totals(self):
+        """``{name: 0-d float32 tensor}``, the sums so far."""
+        if self.pending:
+            self._flush()
+        return self.sums
+
+
 def batch_indices(n_rows, batch_size, generator):
     """A shuffled split of ``range(n_rows)`` into index batches; a trailing batch of one
     row joins the previous one, so batch norm always sees at least two rows."""
@@ -371,7 +417,7 @@ class Trainer:
                    ranks.batches(X_train.shape[0], self.batch_size, self.generator))
         precision = (contextlib.nullcontext() if self.autocast is None else
                      torch.autocast(X_train.device.type, dtype=self.autocast))
-        totals, n_rows = {}, 0
+        sums, n_rows = LossSums(X_train.device), 0
         for batch, index in enumerate(batches):
             call_hooks(self.callbacks, "on_batch_begin", self, batch)
             target = X_train[index]
@@ -380,10 +426,10 @@ class Trainer:
             with precision:
                 step = self._compiled_step or self.model.training_step
                 losses = step(inputs, target, labels, self.optimizers, generator)
-            for name, value in losses.items():
-                totals[name] = totals.get(name, 0.0) + value.detach().float() * index.numel()
+            sums.add(losses, index.numel())
             n_rows += index.numel()
             call_hooks(self.callbacks, "on_batch_end", self, batch, losses)
+        totals = sums.totals()
         if ranks is not None:
             return ranks.reduce_epoch(totals, n_rows, self.model)
         return {name: float(total) / X_train.shape[0] for name, total in totals.items()}
