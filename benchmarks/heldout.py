@@ -30,7 +30,8 @@ TUNING = ("annthyroid", "cardio", "Ionosphere", "letter", "mnist", "optdigits", 
           "satellite", "shuttle", "thyroid")
 
 #: name -> list of (detector class, parameters): one entry is that detector, several
-#: are an ensemble (see :class:`StandardizedMean`).
+#: are an ensemble (see :class:`StandardizedMean`). A member's ``seed_offset`` k fits it
+#: with ``random_state = seed + 1000 * k`` (an ensemble of seeds).
 CANDIDATES = {
     "AE score_type=combined": [("AEDetector", {"score_type": "combined"})],
     "AE previous defaults": [("AEDetector", {"scaling": "standard", "batch_norm": False,
@@ -38,6 +39,17 @@ CANDIDATES = {
     "AE trim_fraction=0": [("AEDetector", {"trim_fraction": 0.0})],
     "AE no batch_norm, no dropout": [("AEDetector", {"batch_norm": False, "dropout": 0.0})],
     "AE + VAE": [("AEDetector", {}), ("VAEDetector", {})],
+    "VAE scaling=standard": [("VAEDetector", {"scaling": "standard"})],
+    "VAE score_type=latent": [("VAEDetector", {"score_type": "latent"})],
+    "AE score_type=latent": [("AEDetector", {"score_type": "latent"})],
+    "VAE batch_size=64": [("VAEDetector", {"batch_size": 64})],
+    "VAE latent_dim=2": [("VAEDetector", {"latent_dim": 2})],
+    "VAE latent_dim=4": [("VAEDetector", {"latent_dim": 4})],
+    "AE latent_dim=2": [("AEDetector", {"latent_dim": 2})],
+    "VAE latent_dim=2 batch_size=64": [("VAEDetector", {"latent_dim": 2, "batch_size": 64})],
+    "VAE latent_dim=2 x3 seeds": [("VAEDetector", {"latent_dim": 2, "seed_offset": k})
+                                  for k in range(3)],
+    "VAE latent_dim=3": [("VAEDetector", {"latent_dim": 3})],
 }
 
 
@@ -67,8 +79,12 @@ class StandardizedMean:
 def make_candidate(members, seed, device):
     import aedetect
 
-    detectors = [getattr(aedetect, name)(random_state=seed, device=device, **params)
-                 for name, params in members]
+    detectors = []
+    for name, params in members:
+        params = dict(params)
+        offset = params.pop("seed_offset", 0)
+        detectors.append(getattr(aedetect, name)(random_state=seed + 1000 * offset,
+                                                 device=device, **params))
     return detectors[0] if len(detectors) == 1 else StandardizedMean(detectors)
 
 
