@@ -80,3 +80,34 @@ def discriminator_advantage(real_logits, fake_logits):
     twice the Jensen-Shannon divergence between them for an optimal one)."""
     real_half = math.log(2) - F.softplus(-real_logits).mean()
     return real_half + math.log(2) - F.softplus(fake_logits)
+
+
+def sliced_wasserstein(codes, draws, directions, variances=None):
+    """Sliced squared 2-Wasserstein distance between ``codes`` and ``draws``
+    (Kolouri et al., 2019): both projected on each column of ``directions`` (unit
+    vectors, shape ``(latent_dim, n_directions)``), each projection sorted, the mean
+    squared difference of the sorted values over rows and directions. 0 when the two
+    samples have the same projections up to the order of the rows. ``draws`` may hold
+    ``k`` times as many rows as ``codes``: the ``i``-th smallest code is then compared
+    with the ``k * i + k // 2``-th smallest draw (the sample's quantile at the code's
+    rank, a steadier target). ``variances`` (one per direction) divides each
+    direction's term, so that directions of a large spread do not drown the others."""
+    k = draws.shape[0] // codes.shape[0]
+    if k < 1 or draws.shape[0] != k * codes.shape[0]:
+        raise ValueError(f"sliced_wasserstein needs a whole multiple of the {codes.shape[0]} "
+                         f"codes' rows in draws; got {draws.shape[0]}")
+    projected = torch.sort(codes @ directions, dim=0).values
+    reference = torch.sort(draws @ directions, dim=0).values[k // 2::k]
+    squared = (projected - reference).pow(2)
+    if variances is not None:
+        squared = squared / variances
+    return squared.mean()
+
+
+def slicing_directions(normal):
+    """The directions of :func:`sliced_wasserstein`: the coordinate axes (the
+    marginals) then the columns of ``normal`` (standard normal draws, shape
+    ``(latent_dim, n_random)``) scaled to unit length, i.e. directions uniform on the
+    sphere; shape ``(latent_dim, latent_dim + n_random)``."""
+    axes = torch.eye(normal.shape[0], dtype=normal.dtype, device=normal.device)
+    return torch.cat([axes, normal / normal.norm(dim=0, keepdim=True).clamp(min=1e-12)], dim=1)

@@ -14,6 +14,8 @@ to the device and is saved in the ``state_dict``) with three methods:
 - ``code_map(h)``: the map from the encoder's linear output to the code. The identity,
   except for :class:`UniformPrior`, whose map sends a standard normal to the uniform
   (an encoder's linear output takes a roughly normal shape easily, a box hardly).
+  ``code_unmap(z)`` is its inverse (the identity for the others; where a prior has no
+  such method the identity is assumed).
 
 The detector's ``score_samples`` uses ``latent_score`` as the code's part of the score.
 """
@@ -71,6 +73,12 @@ class UniformPrior(nn.Module):
 
     def code_map(self, h):
         return self.scale * torch.erf(h / math.sqrt(2.0))
+
+    def code_unmap(self, z):
+        """The inverse of :meth:`code_map`, finite on the closed box (its faces go to
+        about +-5.3, the map's value there in float32)."""
+        inside = (z / self.scale).clamp(-1.0 + 1e-7, 1.0 - 1e-7)
+        return math.sqrt(2.0) * torch.erfinv(inside)
 
 def mixture_means(latent_dim, n_components, scale):
     """Means of the mixture prior: neighbours ``4 * scale`` apart.

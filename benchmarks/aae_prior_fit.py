@@ -43,11 +43,20 @@ FIELDS = ["variant", "dataset", "prior", "seed", "latent_dim", "mean_dev", "ks",
           "wrong_family", "share_err", "accuracy", "epochs", "seconds"]
 #: The training constants of aedetect.models.aae before issue 13.
 BEFORE = {"EVAL_CODES": False, "GENERATOR_LR_FACTOR": 1.0, "GRADIENT_PENALTY": 0.0,
-          "ADVANTAGE_WEIGHT": 0.25, "ADVERSARIAL_BATCH": None, "REAL_LABEL": 0.9}
+          "ADVANTAGE_WEIGHT": 0.25, "ADVERSARIAL_BATCH": None, "REAL_LABEL": 0.9,
+          "PRIOR_MATCH_WEIGHT": 0.0, "PRIOR_MATCH_DIRECTIONS": 32, "PRIOR_MATCH_LR_FACTOR": 1.0,
+          "PRIOR_MATCH_SCALED": False, "PRIOR_MATCH_SPACE": "code",
+          "PRIOR_MATCH_DRAWS": 1}
 EVAL = {**BEFORE, "EVAL_CODES": True}
 FULL = {"n_iter_no_change": 1000}  # no stopping: all 100 epochs
 CANDIDATE = {**EVAL, "GENERATOR_LR_FACTOR": 0.1, "GRADIENT_PENALTY": 1.0,
              "ADVANTAGE_WEIGHT": 0.0}
+#: The adversarial game of the defaults before the prior-matching step (issue 13's
+#: ``candidate_adv_batch_64``); the ``swd_*`` variants add the sliced Wasserstein step.
+ADVERSARIAL = {**CANDIDATE, "ADVERSARIAL_BATCH": 64}
+SWD = {**ADVERSARIAL, "PRIOR_MATCH_WEIGHT": 1.0}
+SWD_KEPT = {**SWD, "PRIOR_MATCH_SCALED": True, "PRIOR_MATCH_SPACE": "encoder",
+            "PRIOR_MATCH_DRAWS": 8}
 #: Each variant: estimator parameters and training constants of aedetect.models.aae
 #: (every constant named, so a variant does not change when the defaults do).
 #: ``defaults`` patches nothing. Rows of variants not listed here were measured with
@@ -87,6 +96,27 @@ VARIANTS = {
     "candidate_adv_batch_64": {"patch": {**CANDIDATE, "ADVERSARIAL_BATCH": 64}},
     "candidate_adv_batch_64_g_lr_x0.3": {"patch": {**CANDIDATE, "ADVERSARIAL_BATCH": 64,
                                                    "GENERATOR_LR_FACTOR": 0.3}},
+    # + the prior-matching step (sliced Wasserstein distance, its own Adam of the
+    # encoder at learning_rate_init x PRIOR_MATCH_LR_FACTOR, after each sub-batch's
+    # adversarial steps); one change at a time
+    "swd_step": {"patch": SWD},
+    "swd_step_lr_x0.3": {"patch": {**SWD, "PRIOR_MATCH_LR_FACTOR": 0.3}},
+    "swd_step_lr_x3": {"patch": {**SWD, "PRIOR_MATCH_LR_FACTOR": 3.0}},
+    "swd_step_no_generator": {"patch": {**SWD, "GENERATOR_LR_FACTOR": 1e-9}},
+    # each direction's term divided by the prior's variance along it
+    "swd_step_scaled": {"patch": {**SWD, "PRIOR_MATCH_SCALED": True}},
+    # the uniform's encoder output before the erf map against normal draws
+    "swd_step_scaled_pre_map": {"patch": {**SWD, "PRIOR_MATCH_SCALED": True,
+                                          "PRIOR_MATCH_SPACE": "encoder"}},
+    # the i-th smallest code against the quantile of 8x (32x) as many draws: the defaults
+    "swd_step_scaled_pre_map_draws_8": {"patch": SWD_KEPT},
+    "swd_step_scaled_pre_map_draws_32": {"patch": {**SWD_KEPT, "PRIOR_MATCH_DRAWS": 32}},
+    "swd_step_scaled_pre_map_draws_8_lr_x2": {"patch": {**SWD_KEPT,
+                                                        "PRIOR_MATCH_LR_FACTOR": 2.0}},
+    "swd_step_scaled_pre_map_draws_8_lr_x3": {"patch": {**SWD_KEPT,
+                                                        "PRIOR_MATCH_LR_FACTOR": 3.0}},
+    "swd_step_scaled_pre_map_draws_8_g_lr_x0.03": {"patch": {**SWD_KEPT,
+                                                             "GENERATOR_LR_FACTOR": 0.03}},
     "defaults": {},
 }
 
