@@ -46,7 +46,7 @@ BEFORE = {"EVAL_CODES": False, "GENERATOR_LR_FACTOR": 1.0, "GRADIENT_PENALTY": 0
           "ADVANTAGE_WEIGHT": 0.25, "ADVERSARIAL_BATCH": None, "REAL_LABEL": 0.9,
           "PRIOR_MATCH_WEIGHT": 0.0, "PRIOR_MATCH_DIRECTIONS": 32, "PRIOR_MATCH_LR_FACTOR": 1.0,
           "PRIOR_MATCH_SCALED": False, "PRIOR_MATCH_SPACE": "code",
-          "PRIOR_MATCH_DRAWS": 1}
+          "PRIOR_MATCH_DRAWS": 1, "PRIOR_MATCH_STEPS": 1, "PRIOR_MATCH_BY_PRIOR": {}}
 EVAL = {**BEFORE, "EVAL_CODES": True}
 FULL = {"n_iter_no_change": 1000}  # no stopping: all 100 epochs
 CANDIDATE = {**EVAL, "GENERATOR_LR_FACTOR": 0.1, "GRADIENT_PENALTY": 1.0,
@@ -117,6 +117,22 @@ VARIANTS = {
                                                         "PRIOR_MATCH_LR_FACTOR": 3.0}},
     "swd_step_scaled_pre_map_draws_8_g_lr_x0.03": {"patch": {**SWD_KEPT,
                                                              "GENERATOR_LR_FACTOR": 0.03}},
+    # the uniform and mixture priors only (PRIOR_MATCH_BY_PRIOR; the normal's unchanged)
+    "um_match_steps_2": {"patch": {**SWD_KEPT, "PRIOR_MATCH_BY_PRIOR": {
+        "UniformPrior": {"PRIOR_MATCH_STEPS": 2}, "MixturePrior": {"PRIOR_MATCH_STEPS": 2}}}},
+    "um_directions_64": {"patch": {**SWD_KEPT, "PRIOR_MATCH_BY_PRIOR": {
+        "UniformPrior": {"PRIOR_MATCH_DIRECTIONS": 64},
+        "MixturePrior": {"PRIOR_MATCH_DIRECTIONS": 64}}}},
+    "u_code_space": {"patch": {**SWD_KEPT, "PRIOR_MATCH_BY_PRIOR": {
+        "UniformPrior": {"PRIOR_MATCH_SPACE": "code"}}}},
+    "m_lr_x0.5": {"patch": {**SWD_KEPT, "PRIOR_MATCH_BY_PRIOR": {
+        "MixturePrior": {"PRIOR_MATCH_LR_FACTOR": 0.5}}}},
+    "m_lr_x1.25": {"patch": {**SWD_KEPT, "PRIOR_MATCH_BY_PRIOR": {
+        "MixturePrior": {"PRIOR_MATCH_LR_FACTOR": 1.25}}}},
+    "m_lr_x1.5": {"patch": {**SWD_KEPT, "PRIOR_MATCH_BY_PRIOR": {
+        "MixturePrior": {"PRIOR_MATCH_LR_FACTOR": 1.5}}}},
+    "u_lr_x1.5": {"patch": {**SWD_KEPT, "PRIOR_MATCH_BY_PRIOR": {
+        "UniformPrior": {"PRIOR_MATCH_LR_FACTOR": 1.5}}}},
     "defaults": {},
 }
 
