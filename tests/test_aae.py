@@ -140,8 +140,9 @@ def conditional_quick(digits):
 # ------------------------------------------------------------ codes vs the prior
 def test_discriminator_sees_what_transform_returns(X_manifold):
     """The regularization phase judges eval-mode codes: the inputs the discriminator
-    gets for the codes are ``transform``'s output, not the train-mode codes (dropout and
-    batch statistics make those differ)."""
+    gets for the codes are ``transform``'s output before the centring (a constant shift
+    per dimension, ``code_shift``, set after training), not the train-mode codes
+    (dropout and batch statistics make those differ)."""
     detector = AAEDetector(random_state=0, max_iter=2).fit(X_manifold)
     model = detector.module_
     x = torch.as_tensor(((X_manifold[:64] - detector.center_) / detector.scale_)
@@ -161,6 +162,8 @@ def test_discriminator_sees_what_transform_returns(X_manifold):
     model.eval()
     with torch.no_grad():
         eval_codes = model.encode(x)  # batch norm's running statistics after the step
+        eval_codes = eval_codes + model.code_shift  # the normal prior: no code map
+    assert model.code_shift.abs().max() > 0  # fit set it
     # calls: prior draws, the codes, the codes again (generator step)
     torch.testing.assert_close(seen[1], eval_codes)
     torch.testing.assert_close(seen[2], eval_codes)
