@@ -60,14 +60,21 @@ class AAEDetector(BaseAutoencoderDetector):
        codes against the prior (the step, blind to the class, made the samples of
        the worst class worse and let the class into the code). Every step
        sees the codes in eval mode (no dropout, batch norm's running statistics):
-       the discriminator judges exactly what ``transform`` returns.
+       the discriminator judges what ``transform`` returns, up to the centring.
+
+    After training the codes are centred: ``transform`` subtracts, per dimension, the
+    gap between the training rows' and the prior's winsorized means of the encoder's
+    output (``module_.code_shift``, before the code map); ``sample`` adds it back
+    before the decoder, so reconstructions and the ``'reconstruction'`` score are
+    those of the fit without it.
 
     Each choice was measured (``benchmarks/results/aae/prior_fit.md``): with one
     adversarial step per batch at equal rates the discriminator collapses to a
     constant and the codes drift off the prior; the tuned game alone still leaves
     them off it (KS up to 0.15 per code dimension for the normal prior, 0.34 for the
-    mixture), the prior-matching step brings the normal prior's within the targets
-    (mean within 0.25 prior sd, KS <= 0.10 on digits and breast cancer, seeds 0-2).
+    mixture); the prior-matching step and the centring bring all three priors within
+    the targets (mean within 0.25 prior sd, KS <= 0.10 on digits and breast cancer,
+    seeds 0-2).
 
     ``history_`` records per epoch ``reconstruction``, ``discriminator`` and
     ``generator`` (the three losses), ``prior_match`` (the sliced distance of the

@@ -46,7 +46,8 @@ BEFORE = {"EVAL_CODES": False, "GENERATOR_LR_FACTOR": 1.0, "GRADIENT_PENALTY": 0
           "ADVANTAGE_WEIGHT": 0.25, "ADVERSARIAL_BATCH": None, "REAL_LABEL": 0.9,
           "PRIOR_MATCH_WEIGHT": 0.0, "PRIOR_MATCH_DIRECTIONS": 32, "PRIOR_MATCH_LR_FACTOR": 1.0,
           "PRIOR_MATCH_SCALED": False, "PRIOR_MATCH_SPACE": "code",
-          "PRIOR_MATCH_DRAWS": 1, "PRIOR_MATCH_STEPS": 1, "PRIOR_MATCH_BY_PRIOR": {}}
+          "PRIOR_MATCH_DRAWS": 1, "PRIOR_MATCH_STEPS": 1, "PRIOR_MATCH_BY_PRIOR": {},
+          "CENTRE_CODES": False}
 EVAL = {**BEFORE, "EVAL_CODES": True}
 FULL = {"n_iter_no_change": 1000}  # no stopping: all 100 epochs
 CANDIDATE = {**EVAL, "GENERATOR_LR_FACTOR": 0.1, "GRADIENT_PENALTY": 1.0,
@@ -133,6 +134,8 @@ VARIANTS = {
         "MixturePrior": {"PRIOR_MATCH_LR_FACTOR": 1.5}}}},
     "u_lr_x1.5": {"patch": {**SWD_KEPT, "PRIOR_MATCH_BY_PRIOR": {
         "UniformPrior": {"PRIOR_MATCH_LR_FACTOR": 1.5}}}},
+    # the defaults without the centring of the codes after training
+    "uncentred": {"patch": {"CENTRE_CODES": False}},
     "defaults": {},
 }
 

@@ -50,6 +50,9 @@ CANDIDATES = {
     "VAE latent_dim=2 x3 seeds": [("VAEDetector", {"latent_dim": 2, "seed_offset": k})
                                   for k in range(3)],
     "VAE latent_dim=3": [("VAEDetector", {"latent_dim": 3})],
+    # one variance for every feature (the squared error, as PyOD's VAE scores)
+    "VAE likelihood=gaussian_fixed": [("VAEDetector", {"likelihood": "gaussian_fixed"})],
+    "VAE score_type=reconstruction": [("VAEDetector", {"score_type": "reconstruction"})],
 }
 
 

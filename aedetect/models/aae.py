@@ -112,9 +112,14 @@ class AdversarialAutoencoder(DetectorModel):
        before the prior's ``code_map`` (``PRIOR_MATCH_SPACE``: for the uniform prior,
        the encoder's output against normal draws). Draws and directions come from the
        fit's generator. All three steps see the codes the encoder gives in eval mode,
-       i.e. what :meth:`encode` (``transform``) returns. The game alone leaves codes
-       off the prior (KS up to 0.34 per dimension); the step brings them to it
-       (``benchmarks/results/aae/prior_fit.md``).
+       i.e. what :meth:`encode` (``transform``) returns before the centring. The game
+       alone leaves codes off the prior (KS up to 0.34 per dimension); the step brings
+       them near it (``benchmarks/results/aae/prior_fit.md``).
+
+    After training, :meth:`calibrate` centres the codes (``CENTRE_CODES``):
+    :meth:`encode` subtracts ``code_shift`` from the encoder's output before the code
+    map and :meth:`decode` undoes it, so the decoder sees what it was trained on
+    (training and scoring reconstruct through :meth:`_trained_code`).
 
     The training ``loss`` (what the stopping rule watches) is ``reconstruction +
     ADVANTAGE_WEIGHT * discriminator_advantage`` (the reconstruction at the default
