@@ -31,7 +31,8 @@ TUNING = ("annthyroid", "cardio", "Ionosphere", "letter", "mnist", "optdigits", 
 
 #: name -> list of (detector class, parameters): one entry is that detector, several
 #: are an ensemble (see :class:`StandardizedMean`). A member's ``seed_offset`` k fits it
-#: with ``random_state = seed + 1000 * k`` (an ensemble of seeds).
+#: with ``random_state = seed + 1000 * k`` (an ensemble of seeds); its
+#: ``feature_share`` fits it on that share of the columns (:class:`FeatureSubset`).
 CANDIDATES = {
     "AE score_type=combined": [("AEDetector", {"score_type": "combined"})],
     "AE previous defaults": [("AEDetector", {"scaling": "standard", "batch_norm": False,
@@ -53,7 +54,30 @@ CANDIDATES = {
     # one variance for every feature (the squared error, as PyOD's VAE scores)
     "VAE likelihood=gaussian_fixed": [("VAEDetector", {"likelihood": "gaussian_fixed"})],
     "VAE score_type=reconstruction": [("VAEDetector", {"score_type": "reconstruction"})],
+    # feature bagging: five VAEs, each on a random half of the columns
+    "VAE feature bagging x5": [("VAEDetector", {"seed_offset": k, "feature_share": 0.5})
+                               for k in range(5)],
 }
+
+
+class FeatureSubset:
+    """A detector on a random subset of the columns (feature bagging, Lazarevic and
+    Kumar, KDD 2005): ``ceil(share * n_features)`` of them, at least 2 (all when there
+    are fewer), drawn with ``seed``."""
+
+    def __init__(self, detector, share, seed):
+        self.detector, self.share, self.seed = detector, share, seed
+
+    def fit(self, X):
+        n_features = X.shape[1]
+        size = min(n_features, max(2, int(np.ceil(self.share * n_features))))
+        rng = np.random.RandomState(self.seed)
+        self.columns_ = np.sort(rng.choice(n_features, size, replace=False))
+        self.detector.fit(X[:, self.columns_])
+        return self
+
+    def score_samples(self, X):
+        return self.detector.score_samples(X[:, self.columns_])
 
 
 class StandardizedMean:
@@ -86,8 +110,11 @@ def make_candidate(members, seed, device):
     for name, params in members:
         params = dict(params)
         offset = params.pop("seed_offset", 0)
-        detectors.append(getattr(aedetect, name)(random_state=seed + 1000 * offset,
-                                                 device=device, **params))
+        share = params.pop("feature_share", None)
+        member_seed = seed + 1000 * offset
+        detector = getattr(aedetect, name)(random_state=member_seed, device=device, **params)
+        detectors.append(detector if share is None
+                         else FeatureSubset(detector, share, member_seed))
     return detectors[0] if len(detectors) == 1 else StandardizedMean(detectors)
 
 

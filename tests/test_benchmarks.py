@@ -144,3 +144,18 @@ def test_heldout_ensemble_averages_standardized_scores():
         parts.append((detector.score_samples(X[:20]) - center)
                      / (np.median(np.abs(train - center)) * 1.4826))
     np.testing.assert_allclose(ensemble.score_samples(X[:20]), np.mean(parts, axis=0))
+
+
+def test_heldout_feature_subset_fits_and_scores_the_same_columns():
+    import heldout
+    from aedetect import AEDetector
+
+    X = np.random.RandomState(0).normal(size=(200, 9))
+    member = heldout.make_candidate([("AEDetector", {"max_iter": 3, "feature_share": 0.5,
+                                                     "seed_offset": 1})], 0, "cpu").fit(X)
+    assert len(member.columns_) == 5 and len(set(member.columns_)) == 5
+    alone = AEDetector(max_iter=3, random_state=1000, device="cpu").fit(X[:, member.columns_])
+    np.testing.assert_array_equal(member.score_samples(X[:20]),
+                                  alone.score_samples(X[:20, member.columns_]))
+    narrow = heldout.FeatureSubset(AEDetector(max_iter=1), 0.1, 0).fit(X[:, :3])
+    assert len(narrow.columns_) == 2  # at least two columns
