@@ -396,10 +396,14 @@ def test_aae_reconstruction_variance_is_the_median_training_error():
         n_rows = 5
 
         def __call__(self, function, index=None):
+            if function is model.encoder:  # the centring's encoder outputs
+                return torch.full((5, model.latent_dim), 0.3)
             return torch.tensor([0.01, 0.02, 0.005, 9.0, 0.01])
 
     model.calibrate(Rows(), None, "combined")
     assert float(model.reconstruction_variance) == pytest.approx(0.01)
+    # the codes' mean 0.3 against the normal prior's 0 (65,536 draws: within 0.01)
+    np.testing.assert_allclose(model.code_shift.numpy(), 0.3, atol=0.01)
 
 
 def test_aae_step_trims_the_reconstruction_loss():
