@@ -111,3 +111,11 @@ def slicing_directions(normal):
     sphere; shape ``(latent_dim, latent_dim + n_random)``."""
     axes = torch.eye(normal.shape[0], dtype=normal.dtype, device=normal.device)
     return torch.cat([axes, normal / normal.norm(dim=0, keepdim=True).clamp(min=1e-12)], dim=1)
+
+
+def input_gradient_norm(outputs, inputs):
+    """Mean over rows of the squared norm of the gradient of ``outputs.sum()`` with
+    respect to ``inputs`` (kept in the graph: the R1 penalty of Mescheder et al., 2018,
+    on a discriminator's logits at prior draws)."""
+    (gradient,) = torch.autograd.grad(outputs.sum(), inputs, create_graph=True)
+    return gradient.pow(2).flatten(1).sum(dim=1).mean()

@@ -80,6 +80,13 @@ class UniformPrior(nn.Module):
         inside = (z / self.scale).clamp(-1.0 + 1e-7, 1.0 - 1e-7)
         return math.sqrt(2.0) * torch.erfinv(inside)
 
+def code_unmap(prior, z):
+    """``prior.code_unmap(z)``: codes back to the encoder's output, or ``z`` itself for a
+    prior without the method (its code map is the identity)."""
+    unmap = getattr(prior, "code_unmap", None)
+    return z if unmap is None else unmap(z)
+
+
 def mixture_means(latent_dim, n_components, scale):
     """Means of the mixture prior: neighbours ``4 * scale`` apart.
 

@@ -1,6 +1,5 @@
 """The adversarial autoencoder model of :class:`aedetect.AAEDetector`."""
 
-import contextlib
 import math
 
 import torch
@@ -10,13 +9,15 @@ from ..losses import (
     discriminator_advantage,
     discriminator_loss,
     generator_loss,
+    input_gradient_norm,
     row_squared_error,
     sliced_wasserstein,
     slicing_directions,
     trimmed_mean,
 )
 from ..networks import LabelConditioned
-from .base import DetectorModel, adam, optimizer_step
+from ..priors import code_unmap
+from .base import DetectorModel, adam, module_mode, optimizer_step, winsorized_mean
 from .compiled import descend, input_gradient
 from .neighbours import reference_index
 
@@ -70,13 +71,11 @@ PRIOR_MATCH_LR_FACTOR = 1.0
 PRIOR_MATCH_STEPS = 1
 #: Centre the codes after training (:meth:`AdversarialAutoencoder.calibrate`): the
 #: encoder's output minus ``code_shift``, the gap between the training rows' and the
-#: prior's (winsorized) means before the code map; the decoder still gets what it was
-#: trained on. Training leaves single dimensions 0.2-0.3 prior sd off (which alone puts
-#: the KS statistic near 0.10); centring takes the worst KS on the digits from 0.111 to
-#: about 0.05 (``benchmarks/results/aae/README.md``, "Centred codes").
+#: prior's winsorized means before the code map (the decoder still gets what it was
+#: trained on). Training leaves single dimensions up to 0.25 prior sd off, KS near 0.10;
+#: centred, the digits' worst KS is 0.051 (``benchmarks/results/aae/README.md``).
 CENTRE_CODES = True
-#: Share of rows cut off each tail, per dimension, by the winsorized means of the
-#: centring (an extreme training row cannot move the codes).
+#: Share of rows each winsorized mean of the centring cuts off each tail, per dimension.
 CENTRE_WINSOR = 0.01
 #: Prior draws the centring estimates the prior's mean from (fixed seed).
 CENTRE_DRAWS = 65_536
@@ -192,9 +191,7 @@ class AdversarialAutoencoder(DetectorModel):
     def decode(self, z, labels=None):
         """The decoder's output for codes ``z`` as :meth:`encode` returns them: the
         centring (``code_shift``) is undone before the decoder."""
-        shift = self.code_shift
-        unmap = getattr(self.prior, "code_unmap", None)
-        z = z + shift if unmap is None else self.prior.code_map(unmap(z) + shift)
+        z = self.prior.code_map(code_unmap(self.prior, z) + self.code_shift)
         return self._decode_trained(z, labels)
 
     def _decode_trained(self, z, labels=None):
@@ -272,7 +269,7 @@ class AdversarialAutoencoder(DetectorModel):
         """The sliced Wasserstein distance between the eval-mode codes of ``inputs``
         (before the code map: ``PRIOR_MATCH_SPACE``) and ``draws`` along the axes and
         the directions of ``normal``."""
-        with _mode(self.encoder, training=not EVAL_CODES):
+        with module_mode(self.encoder, training=not EVAL_CODES):
             output = self.encoder(inputs)
         if self._match_option("PRIOR_MATCH_SPACE") == "encoder":
             return self._sliced_distance(output, draws, normal, unmap=True)
@@ -283,11 +280,10 @@ class AdversarialAutoencoder(DetectorModel):
         the axes and the directions of ``normal`` (scaled: ``PRIOR_MATCH_SCALED``); with
         ``unmap`` the draws (and the bank) go through the prior's ``code_unmap``."""
         directions = slicing_directions(normal)
-        inverse = getattr(self.prior, "code_unmap", None) if unmap else None
-        draws = draws.detach() if inverse is None else inverse(draws.detach())
+        draws = code_unmap(self.prior, draws.detach()) if unmap else draws.detach()
         variances = None
         if PRIOR_MATCH_SCALED:
-            bank = self.prior_bank if inverse is None else inverse(self.prior_bank)
+            bank = code_unmap(self.prior, self.prior_bank) if unmap else self.prior_bank
             bank = bank - bank.mean(dim=0)
             variances = (bank @ directions).pow(2).mean(dim=0).clamp(min=1e-12)
         return sliced_wasserstein(codes, draws, directions, variances)
@@ -296,7 +292,7 @@ class AdversarialAutoencoder(DetectorModel):
         """One discriminator step then one generator step on the codes ``transform``
         returns (the encoder in eval mode: no dropout, batch norm's running statistics),
         then (``PRIOR_MATCH_WEIGHT``) the encoder's prior-matching step."""
-        with _mode(self.encoder, training=not EVAL_CODES):
+        with module_mode(self.encoder, training=not EVAL_CODES):
             codes = self._trained_code(inputs)
         # the discriminator: prior draws are real (smoothed label), codes are fake.
         draws = self.prior.sample(codes.shape[0], generator=generator)
@@ -307,7 +303,7 @@ class AdversarialAutoencoder(DetectorModel):
         real = self.discriminate(draws, y)
         fake = self.discriminate(codes.detach(), y)
         d_loss = discriminator_loss(real, fake, REAL_LABEL)
-        penalty = (GRADIENT_PENALTY / 2 * _input_gradient_norm(real, draws)
+        penalty = (GRADIENT_PENALTY / 2 * input_gradient_norm(real, draws)
                    if GRADIENT_PENALTY > 0 else 0.0)
         optimizer_step(optimizers["discriminator"], d_loss + penalty)
         # the generator: the encoder learns to make its codes pass for prior draws.
@@ -363,7 +359,7 @@ class AdversarialAutoencoder(DetectorModel):
         prior-matching steps' draws, one pair per step, or ``None`` for no such step)."""
 
         def codes():
-            with _mode(self.encoder, training=not EVAL_CODES):
+            with module_mode(self.encoder, training=not EVAL_CODES):
                 return self._trained_code(inputs)
 
         fake_codes = codes()
@@ -452,20 +448,15 @@ class AdversarialAutoencoder(DetectorModel):
         errors (a median, so an extreme training row cannot inflate it)."""
         if CENTRE_CODES:
             outputs = apply(self.encoder, reference_index(apply.n_rows, rng))
-            self.code_shift = _winsorized_mean(outputs) - self._prior_output_mean()
+            device = self.code_shift.device
+            draws = self.prior.sample(CENTRE_DRAWS, generator=torch.Generator(
+                device=device).manual_seed(0)).to(device)  # fixed seed: the same every fit
+            self.code_shift = (winsorized_mean(outputs, CENTRE_WINSOR)
+                               - winsorized_mean(code_unmap(self.prior, draws), CENTRE_WINSOR))
         errors = apply(lambda x: self.best_reconstruction(self._trained_code(x), x)[0])
         errors = errors[torch.isfinite(errors)].double()
         typical = errors.median() if errors.numel() else torch.tensor(1.0)
         self.reconstruction_variance = typical.clamp(min=1e-12).float()
-
-    def _prior_output_mean(self):
-        """The winsorized mean of ``CENTRE_DRAWS`` prior draws (fixed seed) before the
-        code map: what the encoder's output should average."""
-        device = self.code_shift.device
-        generator = torch.Generator(device=device).manual_seed(0)
-        draws = self.prior.sample(CENTRE_DRAWS, generator=generator).to(device)
-        unmap = getattr(self.prior, "code_unmap", None)
-        return _winsorized_mean(draws if unmap is None else unmap(draws))
 
     def feature_terms(self, x, score_type="combined"):
         """Minus the score per feature (squared errors, weighted as in ``score``) and,
@@ -483,20 +474,6 @@ class AdversarialAutoencoder(DetectorModel):
         total = self.n_features + self.latent_dim
         return torch.cat([errors * (self.n_features / total) / self.reconstruction_variance,
                           -latent * (self.latent_dim / total)], dim=1)
-
-
-def _winsorized_mean(values, share=None):
-    """Per column, the mean of ``values`` clipped to its ``share`` and ``1 - share``
-    quantiles (``CENTRE_WINSOR``), in float64; non-finite rows are left out."""
-    share = CENTRE_WINSOR if share is None else share
-    values = values.double()
-    values = values[torch.isfinite(values).all(dim=1)]
-    if not values.shape[0]:
-        return torch.zeros(values.shape[1], dtype=torch.float32, device=values.device)
-    cut = int(share * values.shape[0])  # rows cut off each tail (kthvalue: no size limit)
-    low = values.kthvalue(cut + 1, dim=0).values
-    high = values.kthvalue(values.shape[0] - cut, dim=0).values
-    return torch.maximum(torch.minimum(values, high), low).mean(dim=0).float()
 
 
 def _regularization_stats(d_loss, g_loss, real, fake, rows, prior_match=None):
@@ -519,21 +496,3 @@ def _step_losses(reconstruction, parts, n_rows):
              for name in parts[0] if name != "rows"}
     return {"loss": reconstruction + ADVANTAGE_WEIGHT * stats["discriminator_advantage"],
             "reconstruction": reconstruction, **stats}
-
-
-@contextlib.contextmanager
-def _mode(module, training):
-    """``module`` in train (``training=True``) or eval mode for the block, then back."""
-    previous = module.training
-    module.train(training)
-    try:
-        yield module
-    finally:
-        module.train(previous)
-
-
-def _input_gradient_norm(logits, inputs):
-    """Mean squared norm of the gradient of ``logits`` with respect to ``inputs``
-    (the R1 penalty of Mescheder et al., 2018, on prior draws)."""
-    (gradient,) = torch.autograd.grad(logits.sum(), inputs, create_graph=True)
-    return gradient.pow(2).flatten(1).sum(dim=1).mean()

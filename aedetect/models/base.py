@@ -4,6 +4,7 @@ A model never validates input, scales data or moves it between devices: it recei
 float32 tensors of scaled samples, shaped ``(n, *input_shape)``, on its device.
 """
 
+import contextlib
 from abc import ABCMeta, abstractmethod
 
 import torch
@@ -44,6 +45,31 @@ def robust_center_scale(values):
         scale[flat] = values[:, flat].std(dim=0, unbiased=False)
     scale[~(scale > 1e-12)] = 1.0
     return center, scale
+
+
+def winsorized_mean(values, share):
+    """Per column of ``values``, the mean of the values clipped to the column's ``share``
+    and ``1 - share`` quantiles, computed in float64 and returned as float32; rows with
+    a value that is not finite are left out (zeros when none is left)."""
+    values = values.double()
+    values = values[torch.isfinite(values).all(dim=1)]
+    if not values.shape[0]:
+        return torch.zeros(values.shape[1], dtype=torch.float32, device=values.device)
+    cut = int(share * values.shape[0])  # rows cut off each tail (kthvalue: no size limit)
+    low = values.kthvalue(cut + 1, dim=0).values
+    high = values.kthvalue(values.shape[0] - cut, dim=0).values
+    return torch.maximum(torch.minimum(values, high), low).mean(dim=0).float()
+
+
+@contextlib.contextmanager
+def module_mode(module, training):
+    """``module`` in train (``training=True``) or eval mode for the block, then back."""
+    previous = module.training
+    module.train(training)
+    try:
+        yield module
+    finally:
+        module.train(previous)
 
 
 def optimizer_step(optimizer, loss):
