@@ -336,7 +336,9 @@ class BaseAutoencoderDetector(CalibrationMixin, ClassNamePrefixFeaturesOutMixin,
 
     def __getstate__(self):
         """Pickle with every tensor and module on the CPU, so a GPU fit loads anywhere."""
-        state = super().__getstate__()
+        # a copy: object.__getstate__ returns the instance's own __dict__, which popping
+        # would strip of the optimizer state that its next partial_fit continues from
+        state = dict(super().__getstate__())
         state.pop("_optimizers_", None)  # partial_fit's optimizer state: in memory only
         if state.get("device_") is not None and torch.device(state["device_"]).type != "cpu":
             state = {key: _device.to_cpu(value) for key, value in state.items()}

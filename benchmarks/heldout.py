@@ -16,6 +16,7 @@ Example::
         --include benchmarks/results/adbench.csv
 """
 
+import copy
 import functools
 import sys
 from pathlib import Path
@@ -32,7 +33,8 @@ TUNING = ("annthyroid", "cardio", "Ionosphere", "letter", "mnist", "optdigits", 
 #: name -> list of (detector class, parameters): one entry is that detector, several
 #: are an ensemble (see :class:`StandardizedMean`). A member's ``seed_offset`` k fits it
 #: with ``random_state = seed + 1000 * k`` (an ensemble of seeds); its
-#: ``feature_share`` fits it on that share of the columns (:class:`FeatureSubset`).
+#: ``feature_share`` fits it on that share of the columns (:class:`FeatureSubset`);
+#: ``entropy_stop`` picks its epoch without labels (:class:`EntropyStopped`).
 CANDIDATES = {
     "AE score_type=combined": [("AEDetector", {"score_type": "combined"})],
     "AE previous defaults": [("AEDetector", {"scaling": "standard", "batch_norm": False,
@@ -57,7 +59,46 @@ CANDIDATES = {
     # feature bagging: five VAEs, each on a random half of the columns
     "VAE feature bagging x5": [("VAEDetector", {"seed_offset": k, "feature_share": 0.5})
                                for k in range(5)],
+    # label-free choice of the epoch (EntropyStop)
+    "AE entropy stop": [("AEDetector", {"entropy_stop": True})],
+    "VAE entropy stop": [("VAEDetector", {"entropy_stop": True})],
 }
+
+
+class EntropyStopped:
+    """Label-free choice of the training epoch (EntropyStop, Huang et al., KDD 2024):
+    the detector trains one epoch per ``partial_fit`` call, up to its ``max_iter``;
+    after each, the training rows' outlier scores (``-score_samples``, shifted to start
+    at 0) are normalized to sum to 1 and their entropy computed. The detector of the
+    epoch with the lowest entropy is kept; training stops after ``n_iter_no_change``
+    epochs without a new low (by more than ``tol`` nats). A low entropy means the
+    scores' mass sits on few rows: the normal rows fit, a few stand out."""
+
+    def __init__(self, detector):
+        self.detector = detector
+
+    def fit(self, X):
+        detector = self.detector
+        best, since, self.entropies_ = np.inf, 0, []
+        for _ in range(detector.max_iter):
+            detector.partial_fit(X)
+            scores = -detector.score_samples(X)
+            mass = scores - scores.min()
+            total = mass.sum()
+            p = mass[mass > 0] / total if total > 0 else np.ones(1)
+            entropy = float(-(p * np.log(p)).sum())
+            self.entropies_.append(entropy)
+            if entropy < best - detector.tol:
+                best, since, self.best_ = entropy, 0, copy.deepcopy(detector)
+                self.best_epoch_ = len(self.entropies_)
+            else:
+                since += 1
+                if since >= detector.n_iter_no_change:
+                    break
+        return self
+
+    def score_samples(self, X):
+        return self.best_.score_samples(X)
 
 
 class FeatureSubset:
@@ -111,8 +152,11 @@ def make_candidate(members, seed, device):
         params = dict(params)
         offset = params.pop("seed_offset", 0)
         share = params.pop("feature_share", None)
+        entropy_stop = params.pop("entropy_stop", False)
         member_seed = seed + 1000 * offset
         detector = getattr(aedetect, name)(random_state=member_seed, device=device, **params)
+        if entropy_stop:
+            detector = EntropyStopped(detector)
         detectors.append(detector if share is None
                          else FeatureSubset(detector, share, member_seed))
     return detectors[0] if len(detectors) == 1 else StandardizedMean(detectors)

@@ -159,3 +159,21 @@ def test_heldout_feature_subset_fits_and_scores_the_same_columns():
                                   alone.score_samples(X[:20, member.columns_]))
     narrow = heldout.FeatureSubset(AEDetector(max_iter=1), 0.1, 0).fit(X[:, :3])
     assert len(narrow.columns_) == 2  # at least two columns
+
+
+def test_heldout_entropy_stop_keeps_the_epoch_of_lowest_score_entropy():
+    import heldout
+    from aedetect import AEDetector
+
+    rng = np.random.RandomState(0)
+    X = np.vstack([rng.normal(size=(190, 4)), rng.normal(6, 1, size=(10, 4))])
+    stopped = heldout.make_candidate([("AEDetector", {"max_iter": 30, "n_iter_no_change": 3,
+                                                      "entropy_stop": True})], 0, "cpu").fit(X)
+    entropies = stopped.entropies_
+    assert stopped.best_epoch_ == int(np.argmin(entropies)) + 1
+    assert len(entropies) == 30 or len(entropies) - stopped.best_epoch_ >= 3
+    assert stopped.best_.n_iter_ == stopped.best_epoch_  # one epoch per partial_fit
+    replay = AEDetector(max_iter=30, n_iter_no_change=3, random_state=0, device="cpu")
+    for _ in range(stopped.best_epoch_):
+        replay.partial_fit(X)
+    np.testing.assert_allclose(stopped.score_samples(X), replay.score_samples(X), rtol=1e-6)

@@ -107,6 +107,22 @@ def test_pickled_detectors_continue_with_a_fresh_optimizer():
     assert loaded.n_iter_ == 2
 
 
+def test_pickling_or_copying_leaves_the_original_its_optimizer():
+    """Pickling (or ``copy.deepcopy``) a detector between ``partial_fit`` calls leaves
+    the original's optimizer state alone: its next call continues as without it."""
+    import copy
+
+    X, X_test, _ = _problem(n=400)
+    plain, copied = AEDetector(random_state=0), AEDetector(random_state=0)
+    for _ in range(3):
+        plain.partial_fit(X)
+        copied.partial_fit(X)
+        pickle.dumps(copied)
+        copy.deepcopy(copied)
+    assert hasattr(copied, "_optimizers_")
+    np.testing.assert_array_equal(copied.score_samples(X_test), plain.score_samples(X_test))
+
+
 def test_conditional_aae_keeps_the_classes_of_the_first_call():
     X, _, _ = _problem(n=600)
     labels = np.where(X[:, 0] > np.median(X[:, 0]), "high", "low")
