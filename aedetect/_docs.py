@@ -84,10 +84,15 @@ SHARED_PARAMETERS_DOC = """\
     max_iter : int, default=100
         Maximum number of epochs.
 
-    early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the rows, stop when their loss (minus
-        the mean score) stops improving and restore the best weights. Without
-        it, training stops when the training loss stops improving.
+    early_stopping : bool or 'entropy', default=False
+        ``True``: hold out ``validation_fraction`` of the rows, stop when their loss
+        (minus the mean score) stops improving and restore the best weights.
+        ``'entropy'`` (EntropyStop, Huang et al., KDD 2024): no rows held out;
+        after every epoch the per-row loss of the training rows (at most 10,000,
+        evenly spaced) is read as a distribution over them; training stops when its
+        entropy stops falling and the weights of the lowest-entropy epoch are
+        restored (the normal rows fitted, the outliers not yet). No label is used.
+        ``False``: training stops when the training loss stops improving.
 
     validation_fraction : float in (0, 1), default=0.1
         Share of rows held out when ``early_stopping=True``.
@@ -193,7 +198,8 @@ SHARED_ATTRIBUTES_DOC = """\
 
     history_ : list of dict
         One record per epoch: every loss component averaged over the rows,
-        ``val_loss`` with early stopping, and ``time`` in seconds.
+        ``val_loss`` with ``early_stopping=True``, ``score_entropy`` with
+        ``early_stopping='entropy'``, and ``time`` in seconds.
 
     loss_curve_ : list of float
         The ``loss`` of each epoch.
@@ -202,7 +208,8 @@ SHARED_ATTRIBUTES_DOC = """\
         Number of epochs run.
 
     best_loss_ : float
-        Best watched loss (validation loss with early stopping).
+        Best watched loss (validation loss with ``early_stopping=True``, the lowest
+        ``score_entropy`` with ``early_stopping='entropy'``).
 
     best_epoch_ : int
         Epoch of ``best_loss_``; with early stopping its weights are restored."""

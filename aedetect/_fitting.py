@@ -21,6 +21,7 @@ from ._training import (
     Corruption,
     DivergenceGuard,
     EarlyStopping,
+    EntropyStopping,
     EpochTimer,
     ProgressBar,
     Trainer,
@@ -93,7 +94,7 @@ def _train_and_calibrate(detector, rows, y, callbacks, partial=False, warm=False
         generator = _device.training_generator(device, seed, cpu_state)
         optimizers = model.configure_optimizers(detector.learning_rate_init,
                                                 detector.weight_decay)
-    stopping = EarlyStopping(detector.tol, detector.n_iter_no_change)
+    stopping = stopping_rule(detector, X_train, model, partial)
     ranks = _distributed.DataParallel.current()
     progress = ([ProgressBar(type(detector).__name__)]
                 if detector.verbose and (ranks is None or ranks.rank == 0) else [])
@@ -125,6 +126,24 @@ def _train_and_calibrate(detector, rows, y, callbacks, partial=False, warm=False
     detector.offset_ = contamination_offset(scores[np.isfinite(scores)], detector.contamination)
     detector.score_type_ = detector.score_type
     return scores
+
+
+#: At most this many training rows, evenly spaced, are scored after every epoch by
+#: ``early_stopping='entropy'``.
+ENTROPY_ROWS = 10_000
+
+
+def stopping_rule(detector, X_train, model, partial):
+    """The stopping callback: :class:`EntropyStopping` on at most ``ENTROPY_ROWS`` of the
+    training rows with ``early_stopping='entropy'`` (not in ``partial_fit``, one epoch),
+    else :class:`EarlyStopping` (on ``val_loss`` when there are validation rows)."""
+    if detector.early_stopping != "entropy" or partial:
+        return EarlyStopping(detector.tol, detector.n_iter_no_change)
+    step = max(1, -(-X_train.shape[0] // ENTROPY_ROWS))
+    rows = (X_train[::step] if torch.is_tensor(X_train)
+            else X_train.load(X_train.index[::step]))
+    return EntropyStopping(rows, detector._chunk_rows(model), detector.tol,
+                           detector.n_iter_no_change)
 
 
 def user_stacklevel():
@@ -216,8 +235,9 @@ def training_subset(largest, train, val):
 
 
 def validation_split(detector, n_samples, rng):
-    """``(train, validation)`` row indices; no validation rows without early stopping."""
-    if not detector.early_stopping:
+    """``(train, validation)`` row indices; validation rows only with
+    ``early_stopping=True``."""
+    if not _structure.holds_out_rows(detector):
         return np.arange(n_samples), None
     perm = rng.permutation(n_samples)
     n_val = min(max(1, int(round(detector.validation_fraction * n_samples))), n_samples - 2)

@@ -52,7 +52,7 @@ SHARED_PARAMETERS = (
     Parameter("weight_decay", 0.0, [Interval(Real, 0, None, closed="left")]),
     Parameter("trim_fraction", 0.1, [Interval(Real, 0, 0.5, closed="left")]),
     Parameter("max_iter", 100, [Int(1, None, closed="left")]),
-    Parameter("early_stopping", False, ["boolean"]),
+    Parameter("early_stopping", False, ["boolean", StrOptions({"entropy"})]),
     Parameter("validation_fraction", 0.1, [Interval(Real, 0, 1, closed="neither")]),
     Parameter("n_iter_no_change", 10, [Int(1, None, closed="left")]),
     Parameter("tol", 1e-4, [Interval(Real, 0, None, closed="left")]),

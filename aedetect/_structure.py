@@ -37,7 +37,7 @@ def resolve(estimator, n_samples, n_features, sample_shape):
     input_shape = _data.resolve_input_shape(estimator.image_shape, sample_shape, n_features,
                                             estimator.architecture)
     _data.check_conv_channels(estimator.conv_channels)
-    if estimator.early_stopping and n_samples < 3:
+    if holds_out_rows(estimator) and n_samples < 3:
         raise ValueError("early_stopping=True needs at least 3 samples (2 to train, 1 to "
                          f"validate), got n_samples={n_samples}.")
     if estimator.batch_size < 2 and network_options(estimator)["batch_norm"]:
@@ -111,6 +111,12 @@ def decoder(estimator, in_dim):
                                   estimator.hidden_layer_sizes_,
                                   conv_channels=tuple(estimator.conv_channels),
                                   **network_options(estimator))
+
+
+def holds_out_rows(estimator):
+    """Whether a fit holds out validation rows: ``early_stopping=True``, not
+    ``'entropy'`` (which watches the training rows)."""
+    return estimator.early_stopping != "entropy" and bool(estimator.early_stopping)
 
 
 def scaling_rule(estimator):

@@ -7,8 +7,9 @@ tensors already on the device, the model's step, the validation loss and the per
 ``configure_optimizers``.
 
 Everything around the loop is a :class:`Callback`: epoch timing (:class:`EpochTimer`),
-the divergence guard (:class:`DivergenceGuard`), the stopping rule with best-weight
-restore (:class:`EarlyStopping`), the progress bar (:class:`ProgressBar`), MLflow
+the divergence guard (:class:`DivergenceGuard`), the stopping rules (:class:`EarlyStopping`
+on a loss, :class:`EntropyStopping` on the spread of the training rows' losses), the
+progress bar (:class:`ProgressBar`), MLflow
 logging (``aedetect.tracking.MLflowCallback``) and any user callback. Every hook of
 :class:`Callback` does nothing by default, so a callback overrides only what it needs.
 """
@@ -163,6 +164,66 @@ class EarlyStopping(Callback):
             self.best_loss, self.best_epoch, self._waited = watched, record["epoch"], 0
             if validated:
                 self._best_state = copy.deepcopy(trainer.model.state_dict())
+        else:
+            self._waited += 1
+        if self._waited >= self.patience:
+            trainer.stop_training = True
+
+    def on_train_end(self, trainer, error):
+        if error is None and self._best_state is not None:
+            trainer.model.load_state_dict(self._best_state)
+        self._best_state = None
+
+
+def score_entropy(losses):
+    """Entropy (nats) of per-row losses as a distribution over the rows: shifted to
+    start at 0 and normalized to sum to 1. Low when a few rows carry the loss."""
+    mass = np.asarray(losses, dtype=np.float64)
+    mass = mass - mass.min()
+    total = mass.sum()
+    if not total > 0:
+        return 0.0
+    p = mass[mass > 0] / total
+    return float(-(p * np.log(p)).sum())
+
+
+class EntropyStopping(Callback):
+    """Label-free choice of the epoch (EntropyStop, Huang et al., KDD 2024): after each
+    epoch, the model's per-row loss (``validation_loss``, in eval mode) of the
+    ``rows`` (training rows, on the device) as a distribution over them, and its
+    entropy (:func:`score_entropy`), put in the epoch's record as ``score_entropy``.
+    The weights of the epoch with the lowest entropy are restored at the end;
+    training stops after ``patience`` epochs without a new low by more than ``tol``.
+
+    A low entropy means the loss sits on few rows: the normal rows are fitted and a
+    few stand out, before the network learns to reconstruct those too.
+
+    Attributes
+    ----------
+    best_loss : float
+        Lowest entropy so far (``inf`` before the first epoch).
+    best_epoch : int or None
+        Its epoch.
+    """
+
+    def __init__(self, rows, chunk_rows, tol=1e-4, patience=10):
+        self.rows = rows
+        self.chunk_rows = chunk_rows
+        self.tol = tol
+        self.patience = patience
+
+    def on_train_begin(self, trainer):
+        self.best_loss, self.best_epoch, self._best_state, self._waited = np.inf, None, None, 0
+
+    def on_epoch_end(self, trainer, record):
+        model = trainer.model
+        model.eval()
+        losses = map_chunks(model.validation_loss, self.rows.shape[0], self.chunk_rows,
+                            lambda start, stop: self.rows[start:stop], host=True)
+        entropy = record["score_entropy"] = score_entropy(losses)
+        if entropy < self.best_loss - self.tol:
+            self.best_loss, self.best_epoch, self._waited = entropy, record["epoch"], 0
+            self._best_state = copy.deepcopy(model.state_dict())
         else:
             self._waited += 1
         if self._waited >= self.patience:

@@ -34,7 +34,8 @@ TUNING = ("annthyroid", "cardio", "Ionosphere", "letter", "mnist", "optdigits", 
 #: are an ensemble (see :class:`StandardizedMean`). A member's ``seed_offset`` k fits it
 #: with ``random_state = seed + 1000 * k`` (an ensemble of seeds); its
 #: ``feature_share`` fits it on that share of the columns (:class:`FeatureSubset`);
-#: ``entropy_stop`` picks its epoch without labels (:class:`EntropyStopped`).
+#: ``entropy_stop`` picks its epoch without labels (:class:`EntropyStopped`); ``quantile``
+#: maps the features to normal scores first (:class:`QuantileScaled`).
 CANDIDATES = {
     "AE score_type=combined": [("AEDetector", {"score_type": "combined"})],
     "AE previous defaults": [("AEDetector", {"scaling": "standard", "batch_norm": False,
@@ -62,6 +63,19 @@ CANDIDATES = {
     # label-free choice of the epoch (EntropyStop)
     "AE entropy stop": [("AEDetector", {"entropy_stop": True})],
     "VAE entropy stop": [("VAEDetector", {"entropy_stop": True})],
+    # each feature mapped through its training quantiles to a standard normal first
+    "AE quantile": [("AEDetector", {"quantile": True})],
+    "VAE quantile": [("VAEDetector", {"quantile": True})],
+    "AE entropy stop + VAE": [("AEDetector", {"entropy_stop": True}), ("VAEDetector", {})],
+    # denoising training: Gaussian noise of 0.2 scaled units, or a fifth of the values
+    # masked to zero
+    "AE noise=0.2": [("AEDetector", {"noise": 0.2})],
+    "AE mask noise=0.2": [("AEDetector", {"noise": 0.2, "noise_type": "mask"})],
+    # the same rule built into the trainer (early_stopping="entropy")
+    "AE early_stopping=entropy": [("AEDetector", {"early_stopping": "entropy"})],
+    "VAE early_stopping=entropy": [("VAEDetector", {"early_stopping": "entropy"})],
+    "AE entropy stop x3 seeds": [("AEDetector", {"entropy_stop": True, "seed_offset": k})
+                                 for k in range(3)],
 }
 
 
@@ -121,6 +135,28 @@ class FeatureSubset:
         return self.detector.score_samples(X[:, self.columns_])
 
 
+class QuantileScaled:
+    """A detector on the rows mapped, feature by feature, through the training rows'
+    quantiles to a standard normal (``sklearn.preprocessing.QuantileTransformer``, at
+    most 1,000 quantiles): what the detector sees no longer depends on each feature's
+    units or skew, as IsolationForest's splits do not."""
+
+    def __init__(self, detector, seed):
+        self.detector, self.seed = detector, seed
+
+    def fit(self, X):
+        from sklearn.preprocessing import QuantileTransformer
+
+        self.quantiles_ = QuantileTransformer(
+            n_quantiles=min(1000, len(X)), output_distribution="normal",
+            random_state=self.seed).fit(X)
+        self.detector.fit(self.quantiles_.transform(X))
+        return self
+
+    def score_samples(self, X):
+        return self.detector.score_samples(self.quantiles_.transform(X))
+
+
 class StandardizedMean:
     """An ensemble for measurement: each detector's ``score_samples``, centred and
     scaled by its median and MAD over the training rows, averaged (higher = more
@@ -153,10 +189,13 @@ def make_candidate(members, seed, device):
         offset = params.pop("seed_offset", 0)
         share = params.pop("feature_share", None)
         entropy_stop = params.pop("entropy_stop", False)
+        quantile = params.pop("quantile", False)
         member_seed = seed + 1000 * offset
         detector = getattr(aedetect, name)(random_state=member_seed, device=device, **params)
         if entropy_stop:
             detector = EntropyStopped(detector)
+        if quantile:
+            detector = QuantileScaled(detector, member_seed)
         detectors.append(detector if share is None
                          else FeatureSubset(detector, share, member_seed))
     return detectors[0] if len(detectors) == 1 else StandardizedMean(detectors)
