@@ -177,12 +177,13 @@ class EarlyStopping(Callback):
 
 def score_entropy(losses):
     """Entropy (nats) of per-row losses as a distribution over the rows: shifted to
-    start at 0 and normalized to sum to 1. Low when a few rows carry the loss."""
+    start at 0 and normalized to sum to 1. Low when a few rows carry the loss; the
+    largest, ``log(n)``, when no row stands out (every loss equal)."""
     mass = np.asarray(losses, dtype=np.float64)
     mass = mass - mass.min()
     total = mass.sum()
     if not total > 0:
-        return 0.0
+        return float(np.log(mass.size))
     p = mass[mass > 0] / total
     return float(-(p * np.log(p)).sum())
 

@@ -20,7 +20,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.utils._param_validation import InvalidParameterError
 from torch import distributed as dist
 
-from aedetect import AAEDetector, AEDetector, Callback
+from aedetect import AAEDetector, AEDetector, Callback, VAEDetector
 from aedetect._distributed import DataParallel
 
 STOP_AT = 12  # the AE's rank-0 callback stops training after this epoch
@@ -68,13 +68,15 @@ class EveryRank(Callback):
 
 def _detectors():
     """``{name: (detector, rank-0 recorder, every-rank counter)}``, built alike on every
-    rank: an AE stopped by a callback, an AAE (three optimizers) with early stopping."""
+    rank: an AE stopped by a callback, an AAE (three optimizers) with early stopping, a
+    VAE that keeps its lowest-entropy epoch (each rank scores the rows itself)."""
     small = {"hidden_layer_sizes": (16, 8), "latent_dim": 3, "batch_size": 32,
              "random_state": 0, "device": "cpu"}
     built = {}
     for name, cls, params, stop_at in [
             ("ae", AEDetector, {"max_iter": 30}, STOP_AT),
-            ("aae", AAEDetector, {"max_iter": 8, "early_stopping": True}, None)]:
+            ("aae", AAEDetector, {"max_iter": 8, "early_stopping": True}, None),
+            ("vae", VAEDetector, {"max_iter": 8, "early_stopping": "entropy"}, None)]:
         recorder, every = Recorder(stop_at), EveryRank()
         built[name] = (cls(**small, **params, callbacks=[recorder, every]), recorder, every)
     return built
@@ -119,7 +121,7 @@ def ranks(tmp_path_factory):
     return [torch.load(out / f"rank{rank}.pt", weights_only=False) for rank in (0, 1)]
 
 
-@pytest.mark.parametrize("name", ["ae", "aae"])
+@pytest.mark.parametrize("name", ["ae", "aae", "vae"])
 def test_every_rank_ends_with_the_same_detector(ranks, name):
     first, second = ranks[0][name], ranks[1][name]
     assert first["state"].keys() == second["state"].keys()

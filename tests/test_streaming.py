@@ -148,3 +148,19 @@ def test_write_memmap_from_a_generator(tmp_path):
         write_memmap([X[0]], tmp_path / "bad.f32")
     with pytest.raises(ValueError, match="no rows"):
         write_memmap([], tmp_path / "bad.f32")
+
+
+def test_entropy_stopping_on_streamed_rows(streamed, monkeypatch):
+    """``early_stopping='entropy'`` scores evenly spaced training rows after each epoch,
+    read once (``ENTROPY_ROWS`` of them) and kept on the device."""
+    from aedetect import _fitting
+
+    monkeypatch.setattr(_fitting, "ENTROPY_ROWS", 700)
+    X, X_test, y = _problem(n=2000)
+    detector = AEDetector(max_iter=8, n_iter_no_change=3, early_stopping="entropy", tol=0.0,
+                          random_state=0).fit(X)
+    entropies = [record["score_entropy"] for record in detector.history_]
+    # 2000 rows, every third: 667 rows, so the entropy is below log(667)
+    assert all(0 < value < np.log(667) for value in entropies)
+    assert detector.best_epoch_ == 1 + int(np.argmin(entropies))
+    assert roc_auc_score(y, -detector.score_samples(X_test)) > 0.9
