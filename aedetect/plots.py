@@ -32,7 +32,8 @@ def plot_loss_curves(history, *, best_epoch=None, ax=None, title="Training"):
     history : list of dict
         One record per epoch with the key ``epoch`` and one float per loss
         component (``history_`` of a fitted detector); ``time`` is not plotted,
-        ``val_loss`` is drawn dashed.
+        ``val_loss`` is drawn dashed, ``score_entropy`` (``early_stopping='entropy'``,
+        in nats) on a second axis at the right.
     best_epoch : int, default=None
         Marks this epoch (``best_epoch_``) with a vertical line.
     ax : matplotlib.axes.Axes, default=None
@@ -48,10 +49,11 @@ def plot_loss_curves(history, *, best_epoch=None, ax=None, title="Training"):
         raise ValueError("history is empty: pass the history_ of a fitted detector.")
     ax = _axes(ax)
     epochs = [record["epoch"] for record in history]
-    keys = [key for key in history[0] if key not in ("epoch", "time")]
+    keys = [key for key in history[0] if key not in ("epoch", "time", "score_entropy")]
+    marker = "." if len(epochs) < 30 else None
     for key in keys:
         values = [record.get(key, np.nan) for record in history]
-        ax.plot(epochs, values, marker="." if len(epochs) < 30 else None,
+        ax.plot(epochs, values, marker=marker,
                 linestyle="--" if key == "val_loss" else "-", label=key)
     if best_epoch is not None:
         ax.axvline(best_epoch, color="0.4", linestyle=":", label=f"best epoch ({best_epoch})")
@@ -61,7 +63,20 @@ def plot_loss_curves(history, *, best_epoch=None, ax=None, title="Training"):
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss (mean over rows)")
     ax.set_title(title)
-    ax.legend(loc="best")
+    handles, labels = ax.get_legend_handles_labels()
+    if "score_entropy" in history[0]:
+        from matplotlib.ticker import ScalarFormatter
+
+        if ax.figure.subplotpars.right == 0.97:  # our own figure: room for the right axis
+            ax.figure.subplots_adjust(right=0.87)
+        right = ax.twinx()
+        right.yaxis.set_major_formatter(ScalarFormatter(useOffset=False))
+        right.plot(epochs, [record.get("score_entropy", np.nan) for record in history],
+                   marker=marker, color="0.2", linestyle="-.", label="score_entropy")
+        right.set_ylabel("score_entropy (nats)")
+        more_handles, more_labels = right.get_legend_handles_labels()
+        handles, labels = handles + more_handles, labels + more_labels
+    ax.legend(handles, labels, loc="best")
     return ax.figure
 
 

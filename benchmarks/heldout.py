@@ -74,6 +74,10 @@ CANDIDATES = {
     # the same rule built into the trainer (early_stopping="entropy")
     "AE early_stopping=entropy": [("AEDetector", {"early_stopping": "entropy"})],
     "VAE early_stopping=entropy": [("VAEDetector", {"early_stopping": "entropy"})],
+    "AE early_stopping=entropy + VAE latent_dim=2": [
+        ("AEDetector", {"early_stopping": "entropy"}), ("VAEDetector", {"latent_dim": 2})],
+    "VAE latent_dim=2 early_stopping=entropy": [
+        ("VAEDetector", {"latent_dim": 2, "early_stopping": "entropy"})],
     "AE entropy stop x3 seeds": [("AEDetector", {"entropy_stop": True, "seed_offset": k})
                                  for k in range(3)],
 }

@@ -143,3 +143,22 @@ def test_the_parameter_is_checked_and_cloned(wine):
     AEDetector(early_stopping="entropy", max_iter=2, batch_norm=False).fit(X[:2])
     with pytest.raises(ValueError, match="early_stopping=True needs at least 3 samples"):
         AEDetector(early_stopping=True, max_iter=2, batch_norm=False).fit(X[:2])
+
+
+def test_the_loss_plot_draws_the_entropy_on_its_own_axis(wine):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from aedetect.plots import plot_loss_curves
+
+    X, _ = wine
+    detector = AEDetector(early_stopping="entropy", max_iter=6, random_state=0).fit(X)
+    fig = plot_loss_curves(detector.history_, best_epoch=detector.best_epoch_)
+    left, right = fig.axes
+    assert [line.get_label() for line in left.get_lines()] == [
+        "loss", f"best epoch ({detector.best_epoch_})"]
+    np.testing.assert_array_equal(right.get_lines()[0].get_ydata(),
+                                  [record["score_entropy"] for record in detector.history_])
+    assert right.get_ylabel() == "score_entropy (nats)"
+    assert [text.get_text() for text in left.get_legend().get_texts()] == [
+        "loss", f"best epoch ({detector.best_epoch_})", "score_entropy"]
