@@ -78,8 +78,13 @@ CANDIDATES = {
         ("AEDetector", {"early_stopping": "entropy"}), ("VAEDetector", {"latent_dim": 2})],
     "VAE latent_dim=2 early_stopping=entropy": [
         ("VAEDetector", {"latent_dim": 2, "early_stopping": "entropy"})],
-    "AE entropy stop x3 seeds": [("AEDetector", {"entropy_stop": True, "seed_offset": k})
-                                 for k in range(3)],
+    # each feature's squared error ranked among the training rows' (an ECOD-like tail
+    # score on the residuals)
+    "AE tail residuals": [("AEDetector", {"tail_residuals": True})],
+    "AE early_stopping=entropy tail residuals": [
+        ("AEDetector", {"early_stopping": "entropy", "tail_residuals": True})],
+    "AE early_stopping=entropy x3 seeds": [
+        ("AEDetector", {"early_stopping": "entropy", "seed_offset": k}) for k in range(3)],
 }
 
 
@@ -161,6 +166,29 @@ class QuantileScaled:
         return self.detector.score_samples(self.quantiles_.transform(X))
 
 
+class TailResiduals:
+    """A detector scored by how unusual each feature's reconstruction error is: for
+    every feature, the share of training rows whose squared error there is at least
+    the row's (plus one, over n + 1); the score is the sum of the logs of those shares
+    (higher = more normal). Every feature counts alike whatever its error's scale, as
+    ECOD (Li et al., 2022) treats the inputs' tails."""
+
+    def __init__(self, detector):
+        self.detector = detector
+
+    def fit(self, X):
+        self.detector.fit(X)
+        self.errors_ = np.sort(self.detector.error_map(X), axis=0)
+        return self
+
+    def score_samples(self, X):
+        errors = self.detector.error_map(X)
+        n_rows = self.errors_.shape[0]
+        at_least = np.stack([n_rows - np.searchsorted(self.errors_[:, j], errors[:, j], "left")
+                             for j in range(errors.shape[1])], axis=1)
+        return np.log((at_least + 1.0) / (n_rows + 1.0)).sum(axis=1)
+
+
 class StandardizedMean:
     """An ensemble for measurement: each detector's ``score_samples``, centred and
     scaled by its median and MAD over the training rows, averaged (higher = more
@@ -194,12 +222,15 @@ def make_candidate(members, seed, device):
         share = params.pop("feature_share", None)
         entropy_stop = params.pop("entropy_stop", False)
         quantile = params.pop("quantile", False)
+        tail = params.pop("tail_residuals", False)
         member_seed = seed + 1000 * offset
         detector = getattr(aedetect, name)(random_state=member_seed, device=device, **params)
         if entropy_stop:
             detector = EntropyStopped(detector)
         if quantile:
             detector = QuantileScaled(detector, member_seed)
+        if tail:
+            detector = TailResiduals(detector)
         detectors.append(detector if share is None
                          else FeatureSubset(detector, share, member_seed))
     return detectors[0] if len(detectors) == 1 else StandardizedMean(detectors)
