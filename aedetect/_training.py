@@ -157,12 +157,16 @@ class EarlyStopping(Callback):
     def on_train_begin(self, trainer):
         self.best_loss, self.best_epoch, self._best_state, self._waited = np.inf, None, None, 0
 
-    def on_epoch_end(self, trainer, record):
+    def watch(self, trainer, record):
+        """``(watched loss, whether its best epoch's weights are restored)``."""
         validated = "val_loss" in record
-        watched = record["val_loss"] if validated else record["loss"]
+        return (record["val_loss"] if validated else record["loss"]), validated
+
+    def on_epoch_end(self, trainer, record):
+        watched, restore = self.watch(trainer, record)
         if watched < self.best_loss - self.tol:
             self.best_loss, self.best_epoch, self._waited = watched, record["epoch"], 0
-            if validated:
+            if restore:
                 self._best_state = copy.deepcopy(trainer.model.state_dict())
         else:
             self._waited += 1
@@ -188,7 +192,7 @@ def score_entropy(losses):
     return float(-(p * np.log(p)).sum())
 
 
-class EntropyStopping(Callback):
+class EntropyStopping(EarlyStopping):
     """Label-free choice of the epoch (EntropyStop, Huang et al., KDD 2024): after each
     epoch, the model's per-row loss (``validation_loss``, in eval mode) of the
     ``rows`` (training rows, on the device) as a distribution over them, and its
@@ -208,32 +212,17 @@ class EntropyStopping(Callback):
     """
 
     def __init__(self, rows, chunk_rows, tol=1e-4, patience=10):
+        super().__init__(tol, patience)
         self.rows = rows
         self.chunk_rows = chunk_rows
-        self.tol = tol
-        self.patience = patience
 
-    def on_train_begin(self, trainer):
-        self.best_loss, self.best_epoch, self._best_state, self._waited = np.inf, None, None, 0
-
-    def on_epoch_end(self, trainer, record):
+    def watch(self, trainer, record):
         model = trainer.model
         model.eval()
         losses = map_chunks(model.validation_loss, self.rows.shape[0], self.chunk_rows,
                             lambda start, stop: self.rows[start:stop], host=True)
-        entropy = record["score_entropy"] = score_entropy(losses)
-        if entropy < self.best_loss - self.tol:
-            self.best_loss, self.best_epoch, self._waited = entropy, record["epoch"], 0
-            self._best_state = copy.deepcopy(model.state_dict())
-        else:
-            self._waited += 1
-        if self._waited >= self.patience:
-            trainer.stop_training = True
-
-    def on_train_end(self, trainer, error):
-        if error is None and self._best_state is not None:
-            trainer.model.load_state_dict(self._best_state)
-        self._best_state = None
+        record["score_entropy"] = score_entropy(losses)
+        return record["score_entropy"], True
 
 
 class ProgressBar(Callback):

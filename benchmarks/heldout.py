@@ -44,6 +44,8 @@ CANDIDATES = {
     "AE no batch_norm, no dropout": [("AEDetector", {"batch_norm": False, "dropout": 0.0})],
     "AE + VAE": [("AEDetector", {}), ("VAEDetector", {})],
     "VAE scaling=standard": [("VAEDetector", {"scaling": "standard"})],
+    "VAE scaling=minmax": [("VAEDetector", {"scaling": "minmax"})],
+    "AE scaling=minmax": [("AEDetector", {"scaling": "minmax"})],
     "VAE score_type=latent": [("VAEDetector", {"score_type": "latent"})],
     "AE score_type=latent": [("AEDetector", {"score_type": "latent"})],
     "VAE batch_size=64": [("VAEDetector", {"batch_size": 64})],
