@@ -87,6 +87,13 @@ def _add_fit_options(parser):
                            help="file of held-out normal rows (same columns as DATA)")
     parser.add_argument("--max-iter", type=_positive, default=None,
                         help="epochs (default: 1,000,000 / rows, between 10 and 100)")
+    parser.add_argument("--early-stopping", choices=("off", "validation", "entropy"),
+                        default="off",
+                        help="off (default): stop when the training loss stops improving; "
+                             "validation: hold out 10%% of the rows and keep the best epoch on "
+                             "them; entropy: keep the epoch whose training losses are the "
+                             "most concentrated on few rows (no rows held out; for small "
+                             "tables)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
     parser.add_argument("--random-state", type=int, default=0, help="seed (default 0)")
     _add_common(parser)

@@ -120,3 +120,21 @@ def test_conv_on_a_table_is_refused(tmp_path, capsys):
     mixed_table().to_csv(tmp_path / "t.csv", index=False)
     assert main(["screen", str(tmp_path / "t.csv"), "--architecture", "conv"]) == 2
     assert "--architecture conv is for images" in capsys.readouterr().err
+
+
+def test_fit_early_stopping_entropy_keeps_the_lowest_entropy_epoch(tmp_path):
+    """``--early-stopping entropy`` reaches the detector and travels with the model."""
+    from aedetect.commands.fit import detector_of
+    from aedetect.tracking import load_model
+
+    mixed_table().to_csv(tmp_path / "train.csv", index=False)
+    assert main(["fit", str(tmp_path / "train.csv"), "--max-iter", "30",
+                 "--early-stopping", "entropy", "--out", str(tmp_path / "model")]) == 0
+    detector = detector_of(load_model(str(tmp_path / "model"), device="cpu"))
+    entropies = [record["score_entropy"] for record in detector.history_]
+    assert detector.early_stopping == "entropy" and len(entropies) == detector.n_iter_
+    assert detector.best_loss_ == pytest.approx(min(entropies))
+    done = run_cli("fit", "train.csv", "--early-stopping", "sometimes", "--out", "other",
+                   cwd=tmp_path)
+    assert done.returncode == 2 and "invalid choice: 'sometimes'" in done.stderr
+    assert not (tmp_path / "other").exists()

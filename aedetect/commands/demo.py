@@ -106,6 +106,7 @@ def run(args):
         callback = MLflowCallback(run_name="aedetect demo", tags={"aedetect.command": "demo"})
     options = argparse.Namespace(model="ae", architecture="dense", contamination=0.03,
                                  fpr=None, calibration=None, max_iter=args.max_iter,
+                                 early_stopping="off",
                                  random_state=args.random_state, device=args.device, top=3)
     result = screen(options, data, [callback] if callback else [], progress=True)
     frame = result.frame

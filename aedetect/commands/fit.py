@@ -15,6 +15,8 @@ import warnings
 from . import CommandError, io
 
 MODELS = {"ae": "AEDetector", "vae": "VAEDetector", "aae": "AAEDetector"}
+#: ``--early-stopping`` -> the detectors' ``early_stopping``.
+EARLY_STOPPING = {"off": False, "validation": True, "entropy": "entropy"}
 #: Default epochs: about this many row visits in all, between 10 and 100 epochs.
 ROW_VISITS = 1_000_000
 
@@ -91,6 +93,7 @@ def build_detector(args, data, callbacks):
     max_iter = args.max_iter or default_max_iter(data.n_rows)
     return getattr(aedetect, MODELS[args.model])(
         contamination=contamination, max_iter=max_iter, architecture=args.architecture,
+        early_stopping=EARLY_STOPPING[args.early_stopping],
         random_state=args.random_state, device=args.device, callbacks=callbacks or None)
 
 
