@@ -31,7 +31,8 @@ TUNING = ("annthyroid", "cardio", "Ionosphere", "letter", "mnist", "optdigits", 
           "satellite", "shuttle", "thyroid")
 
 #: name -> list of (detector class, parameters): one entry is that detector, several
-#: are an ensemble (see :class:`StandardizedMean`). A member's ``seed_offset`` k fits it
+#: are an ensemble (see :class:`StandardizedMean`), or a choice among them when the list
+#: ends with ``"lowest entropy"`` (:class:`LowestEntropy`). A member's ``seed_offset`` k fits it
 #: with ``random_state = seed + 1000 * k`` (an ensemble of seeds); its
 #: ``feature_share`` fits it on that share of the columns (:class:`FeatureSubset`);
 #: ``entropy_stop`` picks its epoch without labels (:class:`EntropyStopped`); ``quantile``
@@ -85,6 +86,22 @@ CANDIDATES = {
     "AE tail residuals": [("AEDetector", {"tail_residuals": True})],
     "AE early_stopping=entropy tail residuals": [
         ("AEDetector", {"early_stopping": "entropy", "tail_residuals": True})],
+    # two scalings, whose failures differ (robust: the network sees heavy tails;
+    # min-max: it barely sees them)
+    "VAE + VAE scaling=minmax": [("VAEDetector", {}), ("VAEDetector", {"scaling": "minmax"})],
+    "AE early_stopping=entropy + VAE scaling=minmax": [
+        ("AEDetector", {"early_stopping": "entropy"}), ("VAEDetector", {"scaling": "minmax"})],
+    "VAE latent_dim=2 + VAE scaling=minmax": [
+        ("VAEDetector", {"latent_dim": 2}), ("VAEDetector", {"scaling": "minmax"})],
+    "AE early_stopping=entropy + VAE latent_dim=2 + VAE scaling=minmax": [
+        ("AEDetector", {"early_stopping": "entropy"}), ("VAEDetector", {"latent_dim": 2}),
+        ("VAEDetector", {"scaling": "minmax"})],
+    # the same pairs, one member chosen by its training scores' entropy (LowestEntropy)
+    "VAE or VAE scaling=minmax, lowest entropy": [
+        ("VAEDetector", {}), ("VAEDetector", {"scaling": "minmax"}), "lowest entropy"],
+    "AE early_stopping=entropy or VAE scaling=minmax, lowest entropy": [
+        ("AEDetector", {"early_stopping": "entropy"}), ("VAEDetector", {"scaling": "minmax"}),
+        "lowest entropy"],
     "AE early_stopping=entropy x3 seeds": [
         ("AEDetector", {"early_stopping": "entropy", "seed_offset": k}) for k in range(3)],
 }
@@ -191,6 +208,27 @@ class TailResiduals:
         return np.log((at_least + 1.0) / (n_rows + 1.0)).sum(axis=1)
 
 
+class LowestEntropy:
+    """Label-free model selection: each detector fitted, the one whose training rows'
+    outlier scores (``-score_samples``) have the lowest entropy kept (the rule of
+    ``early_stopping='entropy'`` across models instead of epochs: the scores' mass on
+    the fewest rows)."""
+
+    def __init__(self, detectors):
+        self.detectors = detectors
+
+    def fit(self, X):
+        from aedetect._training import score_entropy
+
+        self.entropies_ = [score_entropy(-detector.fit(X).score_samples(X))
+                           for detector in self.detectors]
+        self.best_ = self.detectors[int(np.argmin(self.entropies_))]
+        return self
+
+    def score_samples(self, X):
+        return self.best_.score_samples(X)
+
+
 class StandardizedMean:
     """An ensemble for measurement: each detector's ``score_samples``, centred and
     scaled by its median and MAD over the training rows, averaged (higher = more
@@ -217,7 +255,9 @@ class StandardizedMean:
 def make_candidate(members, seed, device):
     import aedetect
 
-    detectors = []
+    detectors, combine = [], StandardizedMean
+    if members[-1] == "lowest entropy":
+        members, combine = members[:-1], LowestEntropy
     for name, params in members:
         params = dict(params)
         offset = params.pop("seed_offset", 0)
@@ -235,12 +275,13 @@ def make_candidate(members, seed, device):
             detector = TailResiduals(detector)
         detectors.append(detector if share is None
                          else FeatureSubset(detector, share, member_seed))
-    return detectors[0] if len(detectors) == 1 else StandardizedMean(detectors)
+    return detectors[0] if len(detectors) == 1 else combine(detectors)
 
 
 def registry():
     return {name: adbench.Method(name, functools.partial(make_candidate, members),
-                                 adbench.minus_score_samples, cost=len(members))
+                                 adbench.minus_score_samples,
+                                 cost=sum(member != "lowest entropy" for member in members))
             for name, members in CANDIDATES.items()}
 
 
