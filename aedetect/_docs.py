@@ -89,9 +89,10 @@ SHARED_PARAMETERS_DOC = """\
         (minus the mean score) stops improving and restore the best weights.
         ``'entropy'`` (EntropyStop, Huang et al., KDD 2024): no rows held out;
         after every epoch the per-row loss of the training rows (at most 10,000,
-        evenly spaced) is read as a distribution over them; training stops when its
-        entropy stops falling and the weights of the lowest-entropy epoch are
-        restored (the normal rows fitted, the outliers not yet). No label is used.
+        evenly spaced, and 256 MiB) is read as a distribution over them; training
+        stops when its entropy stops falling and the weights of the lowest-entropy
+        epoch are restored (the normal rows fitted, the outliers not yet). No label
+        is used.
         ``False``: training stops when the training loss stops improving.
 
     validation_fraction : float in (0, 1), default=0.1

@@ -129,17 +129,22 @@ def _train_and_calibrate(detector, rows, y, callbacks, partial=False, warm=False
 
 
 #: At most this many training rows, evenly spaced, are scored after every epoch by
-#: ``early_stopping='entropy'``.
+#: ``early_stopping='entropy'``, and at most ``ENTROPY_BYTES`` of them (float32) kept on
+#: the device (fewer rows for large images).
 ENTROPY_ROWS = 10_000
+ENTROPY_BYTES = 256 * 2**20
 
 
 def stopping_rule(detector, X_train, model, partial):
     """The stopping callback: :class:`EntropyStopping` on at most ``ENTROPY_ROWS`` of the
-    training rows with ``early_stopping='entropy'`` (not in ``partial_fit``, one epoch),
-    else :class:`EarlyStopping` (on ``val_loss`` when there are validation rows)."""
+    training rows (and ``ENTROPY_BYTES``) with ``early_stopping='entropy'`` (not in
+    ``partial_fit``, one epoch), else :class:`EarlyStopping` (on ``val_loss`` when there
+    are validation rows)."""
     if detector.early_stopping != "entropy" or partial:
         return EarlyStopping(detector.tol, detector.n_iter_no_change)
-    step = max(1, -(-X_train.shape[0] // ENTROPY_ROWS))
+    row_bytes = 4 * int(np.prod(X_train.shape[1:]))
+    most = max(2, min(ENTROPY_ROWS, ENTROPY_BYTES // row_bytes))
+    step = max(1, -(-X_train.shape[0] // most))
     rows = (X_train[::step] if torch.is_tensor(X_train)
             else X_train.load(X_train.index[::step]))
     return EntropyStopping(rows, detector._chunk_rows(model), detector.tol,

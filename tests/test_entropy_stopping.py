@@ -162,3 +162,23 @@ def test_the_loss_plot_draws_the_entropy_on_its_own_axis(wine):
     assert right.get_ylabel() == "score_entropy (nats)"
     assert [text.get_text() for text in left.get_legend().get_texts()] == [
         "loss", f"best epoch ({detector.best_epoch_})", "score_entropy"]
+
+
+def test_the_rows_scored_are_bounded_in_number_and_bytes(monkeypatch):
+    from aedetect import _fitting
+
+    seen = []
+    original = EntropyStopping.__init__
+
+    def spy(self, rows, *args):
+        seen.append(tuple(rows.shape))
+        original(self, rows, *args)
+
+    monkeypatch.setattr(EntropyStopping, "__init__", spy)
+    X = np.random.RandomState(0).normal(size=(1000, 20))
+    monkeypatch.setattr(_fitting, "ENTROPY_ROWS", 300)
+    AEDetector(early_stopping="entropy", max_iter=2, random_state=0).fit(X)
+    monkeypatch.setattr(_fitting, "ENTROPY_BYTES", 100 * 20 * 4)
+    AEDetector(early_stopping="entropy", max_iter=2, random_state=0).fit(X)
+    # every 4th row (ceil(1000 / 300)), then every 10th (100 rows of 80 bytes)
+    assert seen == [(250, 20), (100, 20)]
