@@ -9,6 +9,10 @@ returns its figure, so plots compose into your own layouts.
 import numpy as np
 
 
+#: Right margin of the figures :func:`_axes` makes (a second y axis needs more room).
+RIGHT_MARGIN = 0.97
+
+
 def _axes(ax, figsize=(6.4, 4.0)):
     """``ax`` itself, or the axes of a new pyplot-free figure.
 
@@ -20,7 +24,7 @@ def _axes(ax, figsize=(6.4, 4.0)):
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=figsize)
-    figure.subplots_adjust(left=0.12, right=0.97, bottom=0.13, top=0.91)
+    figure.subplots_adjust(left=0.12, right=RIGHT_MARGIN, bottom=0.13, top=0.91)
     return figure.add_subplot()
 
 
@@ -67,7 +71,7 @@ def plot_loss_curves(history, *, best_epoch=None, ax=None, title="Training"):
     if "score_entropy" in history[0]:
         from matplotlib.ticker import ScalarFormatter
 
-        if ax.figure.subplotpars.right == 0.97:  # our own figure: room for the right axis
+        if ax.figure.subplotpars.right == RIGHT_MARGIN:  # our own figure: make room
             ax.figure.subplots_adjust(right=0.87)
         right = ax.twinx()
         right.yaxis.set_major_formatter(ScalarFormatter(useOffset=False))
