@@ -10,16 +10,17 @@ from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-__all__ = ["AEDetector", "VAEDetector", "AAEDetector", "Callback"]
+__all__ = ["AEDetector", "VAEDetector", "AAEDetector", "EnsembleDetector", "Callback"]
 
 #: Public name -> the module that defines it.
 _MODULES = {"AEDetector": ".ae", "VAEDetector": ".vae", "AAEDetector": ".aae",
-            "Callback": "._training"}
+            "EnsembleDetector": ".ensemble", "Callback": "._training"}
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time see __getattr__
     from ._training import Callback
     from .aae import AAEDetector
     from .ae import AEDetector
+    from .ensemble import EnsembleDetector
     from .vae import VAEDetector
 
 

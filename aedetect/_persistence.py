@@ -130,12 +130,17 @@ def save_detector(detector, directory):
         directory (written atomically, see :func:`atomic_directory`).
 
     A fitted ``Pipeline`` ending in a detector is saved by
-    :func:`aedetect._pipelines.save_pipeline` (preprocessing through skops).
+    :func:`aedetect._pipelines.save_pipeline` (preprocessing through skops), an
+    ``EnsembleDetector`` by :func:`aedetect._ensembles.save_ensemble` (its members as
+    detectors).
     """
+    from ._ensembles import is_ensemble, save_ensemble
     from ._pipelines import is_detector_pipeline, save_pipeline
 
     if is_detector_pipeline(detector):
         return save_pipeline(detector, directory)
+    if is_ensemble(detector):
+        return save_ensemble(detector, directory)
     if not hasattr(detector, "module_"):
         raise ValueError(f"This {type(detector).__name__} instance is not fitted yet; call "
                          "'fit' before saving it.")
@@ -180,11 +185,15 @@ def atomic_directory(directory):
 
 def load_detector(directory, device=None):
     """Read a detector written by :func:`save_detector` (see :mod:`aedetect._loading`,
-    which checks both files before anything is used), or a pipeline written by
-    :func:`aedetect._pipelines.save_pipeline`."""
+    which checks both files before anything is used), a pipeline written by
+    :func:`aedetect._pipelines.save_pipeline`, or an ensemble written by
+    :func:`aedetect._ensembles.save_ensemble`."""
+    from ._ensembles import ENSEMBLE_FILE, load_ensemble
     from ._loading import load_detector as load
     from ._pipelines import PIPELINE_FILE, load_pipeline
 
     if (Path(directory) / PIPELINE_FILE).is_file():
         return load_pipeline(directory, device=device)
+    if (Path(directory) / ENSEMBLE_FILE).is_file():
+        return load_ensemble(directory, device=device)
     return load(directory, device=device)

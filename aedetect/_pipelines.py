@@ -30,11 +30,14 @@ MAX_CONFIG_BYTES = 2**20
 
 
 def is_detector_pipeline(estimator):
-    """Whether ``estimator`` is a ``Pipeline`` whose last step is an aedetect detector."""
+    """Whether ``estimator`` is a ``Pipeline`` whose last step is an aedetect detector
+    (or an ``EnsembleDetector`` of them)."""
     from ._base import BaseAutoencoderDetector
+    from .ensemble import EnsembleDetector
 
     return (isinstance(estimator, Pipeline) and len(estimator.steps) > 0
-            and isinstance(estimator.steps[-1][1], BaseAutoencoderDetector))
+            and isinstance(estimator.steps[-1][1], (BaseAutoencoderDetector,
+                                                    EnsembleDetector)))
 
 
 def _untrusted(types):
@@ -101,7 +104,7 @@ def load_pipeline(directory, device=None):
     """
     import skops.io
 
-    from ._loading import load_detector
+    from ._persistence import load_detector
 
     directory = Path(directory)
     config_path, data_path = directory / PIPELINE_FILE, directory / PREPROCESSING_FILE

@@ -192,6 +192,12 @@ def to_onnx(detector, path, *, input_dtype="float32", images=False, opset_versio
 # ----------------------------------------------------------------- helpers
 def _scorer(detector, input_dtype):
     """A CPU, eval-mode :class:`DetectorScorer` on a copy of ``detector.module_``."""
+    if hasattr(detector, "estimators_") and hasattr(detector, "centers_"):
+        raise ValueError(
+            "An EnsembleDetector is not one network: export each member "
+            "(ensemble.estimators_[i]) and combine their scores as score_samples does, "
+            "(score - centers_[i]) / scales_[i] averaged; or serve the ensemble through "
+            "its MLflow model (aedetect.tracking.log_model).")
     if getattr(detector, "module_", None) is None:
         raise NotFittedError(
             f"This {type(detector).__name__} instance is not fitted yet. Call 'fit' with "

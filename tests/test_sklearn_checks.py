@@ -2,6 +2,7 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+from aedetect import AEDetector, EnsembleDetector, VAEDetector
 from conftest import DETECTORS
 
 
@@ -16,10 +17,11 @@ def test_every_public_estimator_is_checked():
     exported = {name for name in aedetect.__all__
                 if inspect.isclass(getattr(aedetect, name))
                 and issubclass(getattr(aedetect, name), BaseEstimator)}
-    assert exported == {cls.__name__ for cls in DETECTORS}
+    assert exported == {cls.__name__ for cls in DETECTORS} | {"EnsembleDetector"}
     assert exported >= {"AEDetector", "VAEDetector", "AAEDetector"}
 
 
-@parametrize_with_checks([cls(max_iter=5) for cls in DETECTORS])
+@parametrize_with_checks([cls(max_iter=5) for cls in DETECTORS] + [EnsembleDetector(
+    [("ae", AEDetector(max_iter=5)), ("vae", VAEDetector(max_iter=5))])])
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
