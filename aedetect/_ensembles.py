@@ -3,7 +3,7 @@
 A saved ensemble is a directory:
 
 - ``ensemble.json``: the members' names, the ensemble's parameters (``contamination``,
-  ``random_state`` when an int), its fitted numbers (each member's training-score
+  ``device``, ``random_state``), its fitted numbers (each member's training-score
   median and MAD, ``offset_``, ``threshold_``, the calibration scores), the features
   seen in ``fit`` and the aedetect version;
 - ``members/<i>/``: each member, as :mod:`aedetect._persistence` writes a detector
@@ -61,6 +61,7 @@ def save_ensemble(ensemble, directory):
         "format_version": FORMAT_VERSION, "aedetect_version": __version__,
         "members": names,
         "params": {"contamination": ensemble.contamination,
+                   "device": None if ensemble.device is None else str(ensemble.device),
                    "random_state": None if random_state is None else int(random_state)},
         "centers": _numbers(ensemble.centers_), "scales": _numbers(ensemble.scales_),
         "offset": float(ensemble.offset_), "threshold": ensemble.threshold_,
@@ -113,8 +114,9 @@ def _checked(config):
             and len(set(names)) == len(names)):
         raise _Refusal("field 'members' must list 1 to 256 distinct member names.")
     params = config.get("params")
-    if not (isinstance(params, dict) and set(params) == {"contamination", "random_state"}):
-        raise _Refusal("field 'params' must hold contamination and random_state.")
+    if not (isinstance(params, dict)
+            and set(params) == {"contamination", "device", "random_state"}):
+        raise _Refusal("field 'params' must hold contamination, device and random_state.")
     random_state = params["random_state"]
     if random_state is not None and (isinstance(random_state, bool)
                                      or not isinstance(random_state, int)):

@@ -3,6 +3,7 @@
 from numbers import Integral, Real
 
 import numpy as np
+import torch
 from sklearn.base import BaseEstimator, OutlierMixin, _fit_context, clone
 from sklearn.utils import Bunch, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -64,6 +65,9 @@ class EnsembleDetector(CalibrationMixin, OutlierMixin, BaseEstimator):
         that share of the training rows is flagged, or with ``'auto'`` the rows
         more than three robust standard deviations (1.4826 MAD) below the median
         (the members' ``'auto'`` rule, :func:`aedetect.thresholds.auto_offset`).
+    device : str, torch.device or None, default=None
+        ``None``: each member keeps its own ``device`` (``'auto'`` for the defaults:
+        cuda, then mps, then cpu). Otherwise every member is fitted there.
     random_state : int, RandomState instance or None, default=None
         ``None``: each member keeps its own ``random_state``. An int: every member is
         fitted with that seed (same seed and data -> identical scores). A
@@ -104,12 +108,15 @@ class EnsembleDetector(CalibrationMixin, OutlierMixin, BaseEstimator):
     _parameter_constraints = {
         "estimators": [list, None],
         "contamination": [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")],
+        "device": [str, torch.device, None],
         "random_state": ["random_state"],
     }
 
-    def __init__(self, estimators=None, *, contamination="auto", random_state=None):
+    def __init__(self, estimators=None, *, contamination="auto", device=None,
+                 random_state=None):
         self.estimators = estimators
         self.contamination = contamination
+        self.device = device
         self.random_state = random_state
 
     # ------------------------------------------------------------- parameters
@@ -180,6 +187,8 @@ class EnsembleDetector(CalibrationMixin, OutlierMixin, BaseEstimator):
         cloned = []
         for name, detector in members:
             detector = clone(detector)
+            if self.device is not None:
+                detector.set_params(device=self.device)
             if isinstance(rng, Integral):
                 detector.set_params(random_state=int(rng))
             elif rng is not None:

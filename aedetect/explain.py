@@ -34,7 +34,8 @@ def explain(estimator, X):
     ``result.attrs["baseline"]``:
 
     ``result.sum(axis=1) + result.attrs["baseline"] == -estimator.score_samples(X)``
-    (up to float32 rounding). Per detector, a column's term is: AE, its squared
+    (up to float32 rounding). For an :class:`~aedetect.EnsembleDetector` each
+    member's terms are divided by its ``scales_`` and averaged, as its score is. Per detector, a column's term is: AE, its squared
     reconstruction error over the number of features; VAE, its part of minus
     log p(x|z) that depends on the row, ``(x_j - mean_j)^2 / (2 var_j)`` averaged
     over the noise bank; AAE, its weighted squared error. Errors are measured in the
@@ -44,8 +45,8 @@ def explain(estimator, X):
 
     Parameters
     ----------
-    estimator : BaseAutoencoderDetector or Pipeline
-        A fitted detector, or a fitted ``Pipeline`` ending in one. The steps before
+    estimator : BaseAutoencoderDetector, EnsembleDetector or Pipeline
+        A fitted detector or ensemble, or a fitted ``Pipeline`` ending in one. The steps before
         the detector must let each encoded column be traced to one input column:
         :class:`~aedetect.preprocessing.TableEncoder`, ``ColumnTransformer``,
         ``OneHotEncoder``, ``SimpleImputer``, ``MissingIndicator``, ``'passthrough'``
@@ -76,10 +77,17 @@ def explain(estimator, X):
         detector, steps = estimator.steps[-1][1], [step for _, step in estimator.steps[:-1]]
     else:
         detector, steps = estimator, []
-    if not isinstance(detector, BaseAutoencoderDetector):
-        raise TypeError(f"explain needs an aedetect detector or a Pipeline ending in one, "
-                        f"got {type(detector).__name__}.")
-    check_is_fitted(detector)
+    from .ensemble import EnsembleDetector
+
+    if isinstance(detector, EnsembleDetector):
+        check_is_fitted(detector)
+        members = list(zip(detector.estimators_, detector.centers_, detector.scales_))
+    elif isinstance(detector, BaseAutoencoderDetector):
+        check_is_fitted(detector)
+        members = [(detector, 0.0, 1.0)]
+    else:
+        raise TypeError(f"explain needs an aedetect detector (or EnsembleDetector) or a "
+                        f"Pipeline ending in one, got {type(detector).__name__}.")
     names = _input_names(estimator, X, steps, detector)
     sources = np.arange(len(names))
     encoded = X
@@ -89,23 +97,38 @@ def explain(estimator, X):
         sources = sources[_sources(step, len(sources))]
         encoded = step.transform(encoded)
     rows = _data.validate_samples(detector, encoded, reset=False)[0]
+    # an ensemble's anomaly score is the mean over members of (-score - center) / scale:
+    # each member's terms divided by its scale, averaged; the centers join the baseline
+    grouped, code, baseline, has_code = 0.0, 0.0, 0.0, False
+    for member, center, scale in members:
+        terms, member_baseline = _member_terms(member, rows)
+        if sources.shape[0] != terms.shape[1] - 1:
+            raise ValueError(f"The steps before the detector give {terms.shape[1] - 1} "
+                             f"columns but their column map has {sources.shape[0]}.")
+        columns = np.zeros((terms.shape[0], len(names)))
+        np.add.at(columns.T, sources, terms[:, :-1].T)
+        grouped = grouped + columns / scale / len(members)
+        code = code + terms[:, -1] / scale / len(members)
+        baseline += (member_baseline + center) / scale / len(members)
+        has_code = has_code or member.score_type != "reconstruction"
+    frame = pd.DataFrame(grouped, columns=list(names),
+                         index=X.index if isinstance(X, pd.DataFrame) else None)
+    if has_code:
+        frame[CODE] = code
+    frame.attrs["baseline"] = float(baseline)
+    return frame
+
+
+def _member_terms(detector, rows):
+    """One detector's per-feature terms of validated ``rows`` (the code's part last) and
+    its constant baseline."""
     detector._check_rows(rows)
     model, score_type = detector.module_, detector.score_type
     if not hasattr(model, "feature_terms"):
         raise TypeError(f"The model of this {type(detector).__name__} ({type(model).__name__}) "
                         "does not split its score per feature (no feature_terms method).")
     terms = detector._inference(lambda x: model.feature_terms(x, score_type), rows)
-    if sources.shape[0] != terms.shape[1] - 1:
-        raise ValueError(f"The steps before the detector give {terms.shape[1] - 1} columns "
-                         f"but their column map has {sources.shape[0]}.")
-    grouped = np.zeros((terms.shape[0], len(names)))
-    np.add.at(grouped.T, sources, terms[:, :-1].T)
-    frame = pd.DataFrame(grouped, columns=list(names),
-                         index=X.index if isinstance(X, pd.DataFrame) else None)
-    if score_type != "reconstruction":
-        frame[CODE] = terms[:, -1]
-    frame.attrs["baseline"] = float(model.score_baseline(score_type))
-    return frame
+    return terms, float(model.score_baseline(score_type))
 
 
 def _input_names(estimator, X, steps, detector):

@@ -106,6 +106,10 @@ def default_methods():
 
     methods = [aedetect_method(name) for name in ("AEDetector", "VAEDetector", "AAEDetector")
                if name in aedetect.__all__]
+    if "EnsembleDetector" in aedetect.__all__:  # three fits: the default members
+        methods.append(Method("EnsembleDetector",
+                              functools.partial(make_aedetect, "EnsembleDetector"),
+                              minus_score_samples, cost=3.0))
     methods += [
         Method("PyOD-AutoEncoder", functools.partial(make_pyod, "AutoEncoder"),
                pyod_decision_function, requires="pyod", cost=3.0),

@@ -34,6 +34,13 @@ MEMBERS = {
     "VAE-ld2": ("VAEDetector", {"latent_dim": 2}),
     "VAE-minmax": ("VAEDetector", {"scaling": "minmax"}),
     "VAE-ld2-minmax": ("VAEDetector", {"latent_dim": 2, "scaling": "minmax"}),
+    # a second pool, added after the first had been scored: other scalings and scores
+    "VAE-standard": ("VAEDetector", {"scaling": "standard"}),
+    "AE-entropy-standard": ("AEDetector", {"early_stopping": "entropy",
+                                           "scaling": "standard"}),
+    "VAE-latent": ("VAEDetector", {"score_type": "latent"}),
+    "AE-entropy-combined": ("AEDetector", {"early_stopping": "entropy",
+                                           "score_type": "combined"}),
 }
 
 

@@ -98,6 +98,15 @@ def test_same_seed_same_scores_and_seed_changes_them(cancer):
     assert own.estimators_[0].random_state == 7
 
 
+def test_device_is_every_members_or_their_own(cancer):
+    members = [("ae", AEDetector(max_iter=2, device="cpu")), ("vae", VAEDetector(max_iter=2))]
+    placed = EnsembleDetector(members, device="cpu").fit(cancer[0])
+    assert [m.device for m in placed.estimators_] == ["cpu", "cpu"]
+    assert [str(m.device_) for m in placed.estimators_] == ["cpu", "cpu"]
+    own = EnsembleDetector(members).fit(cancer[0])
+    assert [m.device for m in own.estimators_] == ["cpu", "auto"]
+
+
 def test_the_members_given_are_never_fitted(cancer):
     members = small_members()
     EnsembleDetector(members, random_state=0).fit(cancer[0])
@@ -205,7 +214,8 @@ def test_saved_without_pickle_and_loaded_exactly(tmp_path, cancer, fitted):
     ("offset", "nan", "finite"),
     ("members", ["a", "a"], "distinct"),
     ("threshold", {"method": "magic"}, "threshold record"),
-    ("params", {"contamination": 0.9, "random_state": 0}, "contamination"),
+    ("params", {"contamination": 0.9, "device": None, "random_state": 0}, "contamination"),
+    ("params", {"contamination": 0.1, "random_state": 0}, "device"),
 ])
 def test_a_tampered_ensemble_file_is_refused(tmp_path, fitted, field, value, match):
     import json
@@ -256,3 +266,20 @@ def test_export_names_what_to_do_instead(tmp_path, fitted):
 
     with pytest.raises(ValueError, match="export each member"):
         to_exported_program(fitted)
+
+
+def test_explain_splits_the_ensemble_score_by_column(cancer):
+    from aedetect.explain import CODE, explain
+
+    train, test, _ = cancer
+    members = [("ae", AEDetector(max_iter=10)),
+               ("vae", VAEDetector(max_iter=10, scaling="minmax"))]
+    ensemble = EnsembleDetector(members, random_state=0).fit(train)
+    why = explain(ensemble, test)
+    assert list(why.columns) == [f"x{i}" for i in range(30)] + [CODE]
+    np.testing.assert_allclose(why.sum(axis=1) + why.attrs["baseline"],
+                               -ensemble.score_samples(test), rtol=1e-4, atol=1e-4)
+    # a planted error in one column is named by the ensemble's explanation
+    row = np.median(train, axis=0)
+    row[7] += 40 * train[:, 7].std()
+    assert explain(ensemble, row[None]).drop(columns=CODE).iloc[0].idxmax() == "x7"
