@@ -177,3 +177,39 @@ def test_heldout_entropy_stop_keeps_the_epoch_of_lowest_score_entropy():
     for _ in range(stopped.best_epoch_):
         replay.partial_fit(X)
     np.testing.assert_allclose(stopped.score_samples(X), replay.score_samples(X), rtol=1e-6)
+
+
+def test_member_scores_reproduce_the_ensemble_detector(tiny_dir, monkeypatch, capsys):
+    """Scores saved per member, combined offline, give EnsembleDetector's AUC exactly."""
+    import ensemble_selection
+    import member_scores
+    from sklearn.metrics import roc_auc_score
+
+    from aedetect import AEDetector, EnsembleDetector, VAEDetector
+
+    monkeypatch.setattr(member_scores, "MEMBERS", {
+        "ae": ("AEDetector", {"max_iter": 3}), "vae": ("VAEDetector", {"max_iter": 3})})
+    out = tiny_dir / "members"
+    member_scores.main([str(tiny_dir), "--out", str(out), "--seeds", "0", "--threads", "1"])
+    assert sorted(p.name for p in (out / "tiny" / "seed0").iterdir()) == ["ae.npz", "vae.npz"]
+    offline = ensemble_selection.evaluate(ensemble_selection.load_members(out),
+                                          ("ae", "vae"))["tiny"][0]
+    X, y = adbench.load_dataset(tiny_dir / "7_tiny.npz")
+    X_train, X_test, _, y_test = adbench.split(X, y, 0)
+    ensemble = EnsembleDetector([("ae", AEDetector(max_iter=3)),
+                                 ("vae", VAEDetector(max_iter=3))], random_state=0)
+    assert offline == roc_auc_score(y_test, -ensemble.fit(X_train).score_samples(X_test))
+    member_scores.main([str(tiny_dir), "--out", str(out), "--seeds", "0", "--threads", "1"])
+    assert "0 fits to run" in capsys.readouterr().out  # resumes: nothing fitted twice
+
+
+def test_leave_one_dataset_out_picks_on_the_others_only():
+    import ensemble_selection
+
+    table = {"A": {"d1": (0.9,), "d2": (0.5,), "d3": (0.9,)},
+             "B": {"d1": (0.6,), "d2": (0.9,), "d3": (0.6,)}}
+    picks = ensemble_selection.leave_one_out(
+        {name: {d: (auc, auc / 2) for d, (auc,) in results.items()}
+         for name, results in table.items()}, ["d1", "d2", "d3"])
+    assert {d: (name, auc) for d, (name, auc, _) in picks.items()} == {
+        "d1": ("B", 0.6), "d2": ("A", 0.5), "d3": ("B", 0.6)}
