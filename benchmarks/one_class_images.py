@@ -18,6 +18,8 @@ Methods (``--methods``), each with its own settings (``SETTINGS``; change one wi
 - ``conv_vae``: :class:`aedetect.VAEDetector` with the same network and a Bernoulli
   likelihood, scored by ``latent`` (the neighbour distance of the posterior mean) and
   by its ``elbo``;
+- ``conv_ensemble``: :class:`aedetect.EnsembleDetector` of the two above (their
+  settings, each scored by its fitted ``score_type``), standardized scores averaged;
 - ``iforest``: scikit-learn's ``IsolationForest`` on the raw pixels.
 
 The result rows are named ``method:score_type`` (``conv_ae:combined``...).
@@ -47,7 +49,7 @@ from aedetect.datasets import FASHION_MNIST_CLASSES, load_fashion_mnist
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO / ".." / "shared" / "data" / "fashion-mnist"
-METHODS = ("conv_ae", "conv_vae", "iforest")
+METHODS = ("conv_ae", "conv_vae", "conv_ensemble", "iforest")
 KEY = ["method", "class", "seed"]
 
 #: Each method's settings; the network and training settings were chosen on seed 0
@@ -62,16 +64,19 @@ SETTINGS = {
                  "likelihood": "bernoulli", "batch_norm": False, "dropout": 0.0,
                  "trim_fraction": 0.0, "max_iter": 30, "batch_size": 128,
                  "learning_rate_init": 2e-3, "score_type": "latent", "n_neighbors": 5},
+    "conv_ensemble": {"members": ("conv_ae", "conv_vae")},
     "iforest": {"n_estimators": 100},
 }
 SCORE_TYPES = {"conv_ae": ("combined", "reconstruction", "latent"),
-               "conv_vae": ("latent", "elbo"), "iforest": ("score_samples",)}
+               "conv_vae": ("latent", "elbo"), "conv_ensemble": ("mean",),
+               "iforest": ("score_samples",)}
 DETECTORS = {"conv_ae": "AEDetector", "conv_vae": "VAEDetector"}
 
 
 def available_methods():
     """The methods this installation can run (``conv_vae`` needs ``VAEDetector``)."""
-    return [m for m in METHODS if m != "conv_vae" or hasattr(aedetect, "VAEDetector")]
+    return [m for m in METHODS if m == "iforest" or m == "conv_ae" or hasattr(
+        aedetect, {"conv_vae": "VAEDetector", "conv_ensemble": "EnsembleDetector"}[m])]
 
 
 def parse_overrides(items):
@@ -96,6 +101,8 @@ def settings(method, args):
     found = dict(SETTINGS[method])
     if method == "iforest":
         found["n_estimators"] = args.n_estimators
+    elif method == "conv_ensemble":
+        found = {name: settings(name, args) for name in found["members"]}
     else:
         found.update({"max_iter": args.epochs, "batch_size": args.batch_size,
                       "learning_rate_init": args.learning_rate,
@@ -114,6 +121,9 @@ def make_detector(method, args, seed):
     params.pop("flip", None)
     if method == "iforest":
         return IsolationForest(**params, random_state=seed, n_jobs=-1)
+    if method == "conv_ensemble":
+        return aedetect.EnsembleDetector([(name, make_detector(name, args, seed))
+                                          for name in params], random_state=seed)
     if params.get("scaling") == "none":
         params["scaling"] = None
     cls = getattr(aedetect, DETECTORS[method])
@@ -133,7 +143,7 @@ def run_one(method, args, seed, X_train, X_test, is_outlier):
     fit_s = time.perf_counter() - start
     rows = []
     for score_type in SCORE_TYPES[method]:
-        if method != "iforest":
+        if method not in ("iforest", "conv_ensemble"):
             model.set_params(score_type=score_type)
         start = time.perf_counter()
         outlyingness = -model.score_samples(X_test)
@@ -145,7 +155,8 @@ def run_one(method, args, seed, X_train, X_test, is_outlier):
                      "auc_pr": average_precision_score(is_outlier, outlyingness),
                      "fit_s": fit_s, "score_s": score_s, "n_train": len(X_train),
                      "epochs_run": getattr(model, "n_iter_", None),
-                     "device": str(getattr(model, "device_", "cpu")),
+                     "device": str(getattr(getattr(model, "estimators_", [model])[0],
+                                           "device_", "cpu")),
                      "settings": repr(settings(method, args))})
     return rows
 

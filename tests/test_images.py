@@ -301,3 +301,30 @@ def test_one_class_benchmark_runs_and_reports(tmp_path):
     assert len(pd.read_csv(tmp_path / "out" / "merged.csv")) == 16
     with pytest.raises(SystemExit, match="METHOD.PARAMETER=VALUE"):
         bench.main(common + ["--set", "latent_dim=4"])
+
+
+def test_one_class_benchmark_runs_the_conv_ensemble(tmp_path):
+    """``conv_ensemble``: EnsembleDetector of the conv AE and VAE with their settings."""
+    import importlib.util
+    from pathlib import Path
+
+    from test_datasets import fake_fashion_mnist
+
+    (tmp_path / "data").mkdir()
+    data = fake_fashion_mnist(tmp_path / "data", n_train=60, n_test=50)
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "one_class_images.py"
+    spec = importlib.util.spec_from_file_location("one_class_images", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    args = bench.build_parser().parse_args(["--epochs", "1", "--conv-channels", "4"])
+    args.overrides = {}
+    ensemble = bench.make_detector("conv_ensemble", args, seed=0)
+    assert [name for name, _ in ensemble.estimators] == ["conv_ae", "conv_vae"]
+    assert ensemble.estimators[1][1].get_params()["likelihood"] == "bernoulli"
+    assert ensemble.estimators[0][1].score_type == "combined"
+    assert bench.main(["--data-dir", str(data), "--out", str(tmp_path / "out"), "--epochs",
+                       "1", "--conv-channels", "4", "--classes", "0", "--seeds", "0",
+                       "--methods", "conv_ensemble"]) == 0
+    results = pd.read_csv(tmp_path / "out" / "one_class_fashion_mnist.csv")
+    assert list(results["method"]) == ["conv_ensemble:mean"]
+    assert results["auc_roc"].between(0, 1).all() and results["epochs_run"].isna().all()
