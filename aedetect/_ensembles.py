@@ -81,14 +81,10 @@ class _Refusal(ValueError):
 
 
 def _read_config(path):
-    if not path.is_file():
-        raise ValueError(f"{path} does not exist: not a saved aedetect ensemble.")
-    if path.stat().st_size > MAX_CONFIG_BYTES:
-        raise ValueError(f"{path}: {path.stat().st_size} bytes is not an ensemble config.")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise ValueError(f"{path} is not valid JSON: {exc}") from None
+    from ._loading import read_json
+
+    config = read_json(path, MAX_CONFIG_BYTES, "an ensemble config",
+                       "not a saved aedetect ensemble.")
     if not isinstance(config, dict) or config.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{path}: format_version must be {FORMAT_VERSION}.")
     return config

@@ -96,18 +96,25 @@ def load_detector(directory, device=None):
 
 
 # ------------------------------------------------------------------- config
-def _read_config(path):
+def read_json(path, max_bytes, kind, missing):
+    """The JSON value in the file ``path`` (a ``kind`` written by aedetect), refusing a
+    missing file (``missing`` says what should be there), one over ``max_bytes`` and
+    invalid JSON with a ``ValueError`` naming the file."""
+    path = Path(path)
     if not path.is_file():
-        raise ValueError(f"{path} does not exist: a saved detector directory holds "
-                         f"{CONFIG_FILE} and {WEIGHTS_FILE}.")
-    if path.stat().st_size > MAX_CONFIG_BYTES:
-        raise ValueError(f"{path}: {path.stat().st_size} bytes is not a detector config "
-                         f"(at most {MAX_CONFIG_BYTES}).")
+        raise ValueError(f"{path} does not exist: {missing}")
+    if path.stat().st_size > max_bytes:
+        raise ValueError(f"{path}: {path.stat().st_size} bytes is not {kind} "
+                         f"(at most {max_bytes}).")
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise ValueError(f"{path} is not valid JSON: {exc}") from None
-    return config
+
+
+def _read_config(path):
+    return read_json(path, MAX_CONFIG_BYTES, "a detector config",
+                     f"a saved detector directory holds {CONFIG_FILE} and {WEIGHTS_FILE}.")
 
 
 def _detector_from_config(config):

@@ -132,14 +132,10 @@ def load_pipeline(directory, device=None):
 
 
 def _read_steps(path):
-    if not path.is_file():
-        raise ValueError(f"{path} does not exist: not a saved aedetect pipeline.")
-    if path.stat().st_size > MAX_CONFIG_BYTES:
-        raise ValueError(f"{path}: {path.stat().st_size} bytes is not a pipeline config.")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise ValueError(f"{path} is not valid JSON: {exc}") from None
+    from ._loading import read_json
+
+    config = read_json(path, MAX_CONFIG_BYTES, "a pipeline config",
+                       "not a saved aedetect pipeline.")
     if not isinstance(config, dict) or config.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{path}: format_version must be {FORMAT_VERSION}; got "
                          f"{config.get('format_version') if isinstance(config, dict) else config!r:.100}.")

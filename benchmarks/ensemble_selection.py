@@ -35,6 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import adbench  # noqa: E402
 from heldout import TUNING  # noqa: E402
 
+from aedetect.ensemble import standardization  # noqa: E402
+
 
 def load_members(folder):
     """``{(dataset, seed): {member: (train_scores, test_scores, y_test, fit_seconds)}}``."""
@@ -50,10 +52,10 @@ def load_members(folder):
 
 
 def standardized(train, test):
-    """``test`` centred by the median of ``train`` and divided by its MAD (x 1.4826)."""
-    center = np.median(train)
-    spread = 1.4826 * np.median(np.abs(train - center))
-    return (test - center) / (spread if spread > 0 else 1.0)
+    """``test`` centred by the median of ``train`` and divided by its MAD (x 1.4826), as
+    ``EnsembleDetector`` standardizes its members' scores (the same function)."""
+    center, spread = standardization(train)
+    return (test - center) / spread
 
 
 def evaluate(runs, combination):

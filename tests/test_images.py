@@ -268,8 +268,9 @@ def test_sklearn_checks_conv_rows_with_image_shape(estimator, check):
 
 
 # ---------------------------------------------------------------- benchmark
-def test_one_class_benchmark_runs_and_reports(tmp_path):
-    """The benchmark script end to end on a fake Fashion-MNIST folder (random pixels)."""
+def _one_class_benchmark(tmp_path):
+    """``benchmarks/one_class_images.py`` as a module, and a fake Fashion-MNIST folder
+    (random pixels)."""
     import importlib.util
     from pathlib import Path
 
@@ -281,6 +282,12 @@ def test_one_class_benchmark_runs_and_reports(tmp_path):
     spec = importlib.util.spec_from_file_location("one_class_images", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench, data
+
+
+def test_one_class_benchmark_runs_and_reports(tmp_path):
+    """The benchmark script end to end on a fake Fashion-MNIST folder (random pixels)."""
+    bench, data = _one_class_benchmark(tmp_path)
     common = ["--data-dir", str(data), "--out", str(tmp_path / "out"), "--epochs", "1",
               "--conv-channels", "4", "--classes", "0", "3", "--methods", "conv_ae", "iforest"]
     assert bench.main(common + ["--seeds", "0"]) == 0
@@ -305,17 +312,7 @@ def test_one_class_benchmark_runs_and_reports(tmp_path):
 
 def test_one_class_benchmark_runs_the_conv_ensemble(tmp_path):
     """``conv_ensemble``: EnsembleDetector of the conv AE and VAE with their settings."""
-    import importlib.util
-    from pathlib import Path
-
-    from test_datasets import fake_fashion_mnist
-
-    (tmp_path / "data").mkdir()
-    data = fake_fashion_mnist(tmp_path / "data", n_train=60, n_test=50)
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "one_class_images.py"
-    spec = importlib.util.spec_from_file_location("one_class_images", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench, data = _one_class_benchmark(tmp_path)
     args = bench.build_parser().parse_args(["--epochs", "1", "--conv-channels", "4"])
     args.overrides = {}
     ensemble = bench.make_detector("conv_ensemble", args, seed=0)
