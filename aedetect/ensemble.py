@@ -33,7 +33,9 @@ def default_estimators():
 
 def standardization(scores):
     """``(center, spread)`` of training scores: their median and MAD (x 1.4826), the
-    standard deviation when the MAD is 0, and 1 when both are."""
+    standard deviation when the MAD is 0, and 1 when both are; over the finite scores
+    (a member scores rows it left out of training, such as extreme rows, as -inf)."""
+    scores = scores[np.isfinite(scores)]
     center = float(np.median(scores))
     spread = MAD_TO_SIGMA * float(np.median(np.abs(scores - center)))
     if not spread > 0:
@@ -218,7 +220,7 @@ class EnsembleDetector(CalibrationMixin, OutlierMixin, BaseEstimator):
         members = self._members()
         fitted = object.__new__(type(self))
         fitted.__dict__.update(_state(self, fitted=False))
-        rows = _data.validate_samples(fitted, X, reset=True)[0]
+        _data.validate_samples(fitted, X, reset=True)  # n_features_in_, feature_names_in_
         centers, scales, standardized = [], [], []
         for _, detector in members:
             scores = detector._fit_and_score(X, y)
@@ -236,8 +238,8 @@ class EnsembleDetector(CalibrationMixin, OutlierMixin, BaseEstimator):
             named_estimators_=Bunch(**dict(members)),
             centers_=np.asarray(centers), scales_=np.asarray(scales),
             input_shape_=shapes.pop(),
-            offset_=contamination_offset(scores, self.contamination),
-            threshold_=training_threshold(self.contamination, rows.shape[0]),
+            offset_=contamination_offset(scores[np.isfinite(scores)], self.contamination),
+            threshold_=training_threshold(self.contamination, np.isfinite(scores).sum()),
             calibration_scores_=None)
         # one step: a failed fit above leaves the previous fit in place
         self.__dict__ = {**_state(self, fitted=False), **_state(fitted, fitted=True)}

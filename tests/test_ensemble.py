@@ -283,3 +283,18 @@ def test_explain_splits_the_ensemble_score_by_column(cancer):
     row = np.median(train, axis=0)
     row[7] += 40 * train[:, 7].std()
     assert explain(ensemble, row[None]).drop(columns=CODE).iloc[0].idxmax() == "x7"
+
+
+def test_a_training_row_no_member_can_score_is_an_outlier():
+    """A row whose error overflows float32 scores -inf in every member: it is labelled an
+    outlier and leaves the standardization and offset_ finite."""
+    X = np.random.RandomState(0).normal(size=(200, 4))
+    X[0, 0] = 1e30
+    members = [("ae", AEDetector(scaling=None, max_iter=3)),
+               ("vae", VAEDetector(scaling=None, max_iter=3, likelihood="gaussian_fixed"))]
+    ensemble = EnsembleDetector(members, random_state=0)
+    with pytest.warns(UserWarning, match="cannot be scored"):
+        labels = ensemble.fit_predict(X)
+    assert labels[0] == -1 and np.mean(labels[1:] == -1) < 0.2
+    assert np.isfinite(ensemble.offset_) and np.isfinite(ensemble.scales_).all()
+    assert ensemble.threshold_["n_rows"] == 199
