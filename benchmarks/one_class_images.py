@@ -20,6 +20,8 @@ Methods (``--methods``), each with its own settings (``SETTINGS``; change one wi
   by its ``elbo``;
 - ``conv_ensemble``: :class:`aedetect.EnsembleDetector` of the two above (their
   settings, each scored by its fitted ``score_type``), standardized scores averaged;
+  ``--set "conv_ensemble.members=('conv_vae', 'conv_vae', 'conv_vae')"`` makes it three
+  conv VAEs of seeds ``seed``, ``seed + 1000``, ``seed + 2000``;
 - ``iforest``: scikit-learn's ``IsolationForest`` on the raw pixels.
 
 The result rows are named ``method:score_type`` (``conv_ae:combined``...).
@@ -102,7 +104,9 @@ def settings(method, args):
     if method == "iforest":
         found["n_estimators"] = args.n_estimators
     elif method == "conv_ensemble":
-        found = {name: settings(name, args) for name in found["members"]}
+        members = args.overrides.get(method, {}).get("members", found["members"])
+        found = {"members": tuple(members),
+                 **{name: settings(name, args) for name in dict.fromkeys(members)}}
     else:
         found.update({"max_iter": args.epochs, "batch_size": args.batch_size,
                       "learning_rate_init": args.learning_rate,
@@ -122,8 +126,12 @@ def make_detector(method, args, seed):
     if method == "iforest":
         return IsolationForest(**params, random_state=seed, n_jobs=-1)
     if method == "conv_ensemble":
-        return aedetect.EnsembleDetector([(name, make_detector(name, args, seed))
-                                          for name in params], random_state=seed)
+        # a method named k times is k members with seeds seed, seed + 1000, ...
+        names = list(params["members"])
+        members = [(f"{name}{names[:i].count(name) or ''}",
+                    make_detector(name, args, seed + 1000 * names[:i].count(name)))
+                   for i, name in enumerate(names)]
+        return aedetect.EnsembleDetector(members)
     if params.get("scaling") == "none":
         params["scaling"] = None
     cls = getattr(aedetect, DETECTORS[method])

@@ -319,6 +319,11 @@ def test_one_class_benchmark_runs_the_conv_ensemble(tmp_path):
     assert [name for name, _ in ensemble.estimators] == ["conv_ae", "conv_vae"]
     assert ensemble.estimators[1][1].get_params()["likelihood"] == "bernoulli"
     assert ensemble.estimators[0][1].score_type == "combined"
+    assert [m.random_state for _, m in ensemble.estimators] == [0, 0]
+    args.overrides = bench.parse_overrides(["conv_ensemble.members=('conv_vae', 'conv_vae')"])
+    seeds = bench.make_detector("conv_ensemble", args, seed=3)
+    assert [(name, m.random_state) for name, m in seeds.estimators] == [("conv_vae", 3),
+                                                                        ("conv_vae1", 1003)]
     assert bench.main(["--data-dir", str(data), "--out", str(tmp_path / "out"), "--epochs",
                        "1", "--conv-channels", "4", "--classes", "0", "--seeds", "0",
                        "--methods", "conv_ensemble"]) == 0
