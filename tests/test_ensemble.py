@@ -3,7 +3,6 @@
 import pickle
 
 import numpy as np
-import pandas as pd
 import pytest
 from sklearn.base import clone
 from sklearn.datasets import load_breast_cancer
@@ -241,24 +240,6 @@ def test_standardization_without_spread():
     assert standardization(np.array([1.0, 1.0, 1.0, 5.0])) == (1.0, pytest.approx(
         np.std([1.0, 1.0, 1.0, 5.0])))
     assert standardization(np.ones(4)) == (1.0, 1.0)
-
-
-def test_mlflow_model_serves_the_ensemble(tmp_path, cancer, fitted):
-    import mlflow
-
-    from aedetect import tracking
-
-    _, test, _ = cancer
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    mlflow.set_experiment("ensemble")
-    with mlflow.start_run():
-        info = tracking.log_model(fitted, name="model")
-    served = mlflow.pyfunc.load_model(info.model_uri).predict(pd.DataFrame(test))
-    np.testing.assert_allclose(served["score"], fitted.score_samples(test))
-    np.testing.assert_array_equal(served["label"], fitted.predict(test))
-    loaded = tracking.load_model(info.model_uri)
-    assert isinstance(loaded, EnsembleDetector)
-    np.testing.assert_array_equal(loaded.score_samples(test), fitted.score_samples(test))
 
 
 def test_export_names_what_to_do_instead(tmp_path, fitted):

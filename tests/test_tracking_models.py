@@ -124,6 +124,24 @@ def test_log_model_into_the_active_run(store, monkeypatch, tmp_path):
 
 
 
+def test_an_ensemble_is_logged_served_and_loaded_like_a_detector(store, monkeypatch, tmp_path):
+    from aedetect import EnsembleDetector, VAEDetector
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store.uri)
+    X = make_data()
+    ensemble = EnsembleDetector([("ae", AEDetector(**SMALL)), ("vae", VAEDetector(**SMALL))],
+                                random_state=0).fit(X)
+    with mlflow.start_run(experiment_id=store.experiment_id):
+        info = tracking.log_model(ensemble, name="model", input_example=X[:3])
+    served = mlflow.pyfunc.load_model(info.model_uri).predict(pd.DataFrame(X))
+    np.testing.assert_allclose(served["score"], ensemble.score_samples(X))
+    np.testing.assert_array_equal(served["label"], ensemble.predict(X))
+    loaded = tracking.load_model(info.model_uri, dst_path=str(tmp_path / "a"))
+    assert isinstance(loaded, EnsembleDetector)
+    np.testing.assert_array_equal(loaded.score_samples(X), ensemble.score_samples(X))
+    assert_no_pickle(tmp_path / "a")
+
+
 def outlier_data(n=300, n_features=5, n_outliers=30, seed=0):
     """Gaussian inliers and shifted outliers; y = 1 for outliers."""
     rng = np.random.RandomState(seed)
