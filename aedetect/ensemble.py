@@ -329,8 +329,3 @@ class EnsembleDetector(CalibrationMixin, OutlierMixin, BaseEstimator):
         labels : ndarray of shape (n_samples,), values in {-1, +1}
         """
         return labels_from_decision(self._fit_and_score(X, y) - self.offset_)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
-        return tags
