@@ -246,11 +246,15 @@ class EnsembleDetector(CalibrationMixin, OutlierMixin, BaseEstimator):
         return scores
 
     # ---------------------------------------------------------------- scoring
+    def _member_columns(self, rows):
+        """Each member's standardized score of validated rows, one column per member."""
+        return np.column_stack([(detector._score_rows(rows) - center) / scale
+                                for detector, center, scale
+                                in zip(self.estimators_, self.centers_, self.scales_)])
+
     def _score_rows(self, rows):
         """The ensemble score of validated rows (``CalibrationMixin`` uses it)."""
-        return np.mean([(detector._score_rows(rows) - center) / scale
-                        for detector, center, scale
-                        in zip(self.estimators_, self.centers_, self.scales_)], axis=0)
+        return self._member_columns(rows).mean(axis=1)
 
     def _check_score_type(self, method):
         """The members keep the score types they were fitted with (``CalibrationMixin``)."""
@@ -269,9 +273,7 @@ class EnsembleDetector(CalibrationMixin, OutlierMixin, BaseEstimator):
         """
         check_is_fitted(self)
         rows = _data.validate_samples(self, X, reset=False)[0]
-        return np.column_stack([(detector._score_rows(rows) - center) / scale
-                                for detector, center, scale
-                                in zip(self.estimators_, self.centers_, self.scales_)])
+        return self._member_columns(rows)
 
     def score_samples(self, X):
         """Normality score of each row: the mean of the members' standardized scores;
